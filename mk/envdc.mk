@@ -1,0 +1,2 @@
+# host-side envd client uses libcurl
+LDLIBS += -lcurl
