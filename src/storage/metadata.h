@@ -7,7 +7,10 @@
 #ifndef ORCH_METADATA_H
 #define ORCH_METADATA_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "../common/common.h"
 
 struct json_object;
 struct storage;
