@@ -53,7 +53,9 @@ struct header_problem {
 int header_parse(const void *buf, size_t len, struct header *h);
 
 /* Lenient parse for inspect-header: fills *h with whatever could be parsed (h->nmaps may be 0
- * when the metadata itself is broken, *metadata_ok says whether h's metadata is usable) and
+ * when the metadata itself is broken, *metadata_ok says whether h's metadata is usable: the
+ * 64 metadata bytes were present, so its fields hold what the file says; the problems tell
+ * which of them are invalid, and mappings are as read, possibly invalid) and
  * returns every problem found in *probs (malloc'd, caller frees). Returns 0 when the header
  * is valid, 1 when problems were found, -1 on allocation failure. */
 int header_parse_report(const void *buf, size_t len, struct header *h, bool *metadata_ok,
@@ -94,5 +96,19 @@ int mappings_from_bitmap(const uint64_t *bits, uint64_t nblocks, uint64_t block_
  * empty blocks -> nil; generation + 1; merged and normalized; validated. */
 int header_diff(const struct header *base, const uuid_t16 *new_build, const uint64_t *dirty,
 		const uint64_t *empty, struct header *out);
+
+/* ---- formatting (for the inspect tools; no I/O) ---- */
+
+/* The header as one JSON object, exactly:
+ * {"version":N,"block_size":N,"size":N,"generation":N,"build_id":"uuid","base_build_id":"uuid",
+ *  "mappings":[{"offset":N,"length":N,"build_id":"uuid","build_storage_offset":N},...]}
+ * with no whitespace. malloc'd (caller frees); NULL + err on allocation failure. */
+char *header_to_json(const struct header *h);
+/* The mapping list alone as a JSON array in the same schema. malloc'd (caller frees). */
+char *mappings_to_json(const struct mapping *maps, size_t n);
+/* One mapping as the reference's inspect tools print it (spec §1.5):
+ * "<first block>-<end block> [off, end) := [storage off, storage end) ⊂ <build>, <len> B".
+ * block_size 0 prints "?" block ranges. Returns out. */
+char *mapping_format(const struct mapping *m, uint64_t block_size, char *out, size_t outlen);
 
 #endif
