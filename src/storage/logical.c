@@ -100,12 +100,13 @@ static int short_object_error(const struct logical *l, const struct lobj *o, uin
 {
 	const struct mapping *m = &l->h.maps[o->need_map];
 	char id[UUID_STR_LEN + 1];
-	return err_set_errno(EIO,
-			     "build %s %s: data object '%s' is %llu bytes, but the mapping at logical offset %llu needs %llu (storage offset %llu + length %llu)",
-			     uuid_format(&o->build, id), build_kind_name(l->kind), o->key,
-			     (unsigned long long)size, (unsigned long long)m->offset,
-			     (unsigned long long)o->need, (unsigned long long)m->storage_offset,
-			     (unsigned long long)m->length);
+	err_set("build %s %s: data object '%s' is %llu bytes, but the mapping at logical offset %llu needs %llu (storage offset %llu + length %llu)",
+		       uuid_format(&o->build, id), build_kind_name(l->kind), o->key,
+		       (unsigned long long)size, (unsigned long long)m->offset,
+		       (unsigned long long)o->need, (unsigned long long)m->storage_offset,
+		       (unsigned long long)m->length);
+	errno = EIO;
+	return -1;
 }
 
 static int missing_object_error(const struct logical *l, const struct lobj *o)
