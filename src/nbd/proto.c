@@ -342,6 +342,9 @@ static uint32_t run_request(struct nbd_conn *c, const struct nbd_request *rq, vo
 		allowed |= NBD_CMD_FLAG_NO_HOLE;
 	if (rq->flags & ~allowed)
 		return NBD_EINVAL;
+	if (rq->type != NBD_CMD_READ && rq->type != NBD_CMD_WRITE && rq->type != NBD_CMD_FLUSH &&
+	    rq->type != NBD_CMD_TRIM && rq->type != NBD_CMD_WRITE_ZEROES)
+		return NBD_EINVAL;
 	if (rq->type == NBD_CMD_FLUSH)
 		return ops->flush && ops->flush(exp->opaque) < 0 ? (uint32_t)nbd_errno(errno) : 0;
 	if (add_overflow_u64(rq->offset, rq->length, &end) || end > exp->size)
