@@ -268,7 +268,7 @@ uint64_t s3_backoff_ceiling_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_
 {
 	uint64_t v = base_ms;
 	for (unsigned i = 0; i < attempt && v < cap_ms; i++)
-		v *= 2;
+		v = v > cap_ms / 2 ? cap_ms : v * 2; /* saturate: no wrap-around */
 	return MIN(v, cap_ms);
 }
 

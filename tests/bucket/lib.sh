@@ -57,11 +57,12 @@ s3_stop() {
   S3_PID=
 }
 
-# proxy_start FAIL DROP DELAY_MS: fault proxy in front of s3rver; sets PROXY_URL, PROXY_LOG.
+# proxy_start FAIL DROP DELAY_MS [CHUNK_DELAY_MS]: fault proxy in front of s3rver (see
+# faultproxy.js); sets PROXY_URL and PROXY_LOG (one line per request).
 proxy_start() {
   PROXY_LOG=$T/proxy.$RANDOM.log
   : >"$PROXY_LOG"
-  node "$ROOT/tests/bucket/faultproxy.js" "$S3_PORT" "$PROXY_LOG" "$1" "$2" "$3" >"$T/proxy.out" 2>&1 &
+  node "$ROOT/tests/bucket/faultproxy.js" "$S3_PORT" "$PROXY_LOG" "$1" "$2" "$3" "${4:-0}" >"$T/proxy.out" 2>&1 &
   PROXY_PID=$!
   on_exit "kill $PROXY_PID"
   local port
