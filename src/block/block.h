@@ -50,9 +50,11 @@ struct block_dir {
 int block_dir_claim(struct block_dir *d, const char *parent, const char *prefix);
 /* Remove the directory and everything in it (not crossing mounts), release the lock. */
 void block_dir_release(struct block_dir *d);
-/* Remove every parent/<prefix>-* directory whose lock is free (its owner died).
+/* Remove every parent/<prefix>-* directory whose lock is free (its owner died), after
+ * calling before_remove(dir, opaque) when given (to undo what the owner set up elsewhere).
  * Returns how many were removed, -1 on error. */
-int block_dir_reap(const char *parent, const char *prefix);
+int block_dir_reap(const char *parent, const char *prefix,
+		   void (*before_remove)(const char *dir, void *opaque), void *opaque);
 
 /* ---- read-only sources ---- */
 

@@ -283,7 +283,7 @@ struct storage *chunk_cache_new(struct storage *remote, const char *cache_dir)
 		err_set_errno(ENOMEM, "cannot create chunk cache");
 		goto err;
 	}
-	block_dir_reap(cache_dir, "chunks");
+	block_dir_reap(cache_dir, "chunks", NULL, NULL);
 	if (block_dir_claim(&cc->dir, cache_dir, "chunks") < 0)
 		goto err;
 	cc->remote = remote;

@@ -96,7 +96,8 @@ void block_dir_release(struct block_dir *d)
 	d->lock_fd = -1;
 }
 
-int block_dir_reap(const char *parent, const char *prefix)
+int block_dir_reap(const char *parent, const char *prefix,
+		   void (*before_remove)(const char *dir, void *opaque), void *opaque)
 {
 	DIR *dir = opendir(parent);
 	struct dirent *e;
@@ -121,6 +122,8 @@ int block_dir_reap(const char *parent, const char *prefix)
 			continue;
 		}
 		/* owner gone: detach anything still mounted below, then remove */
+		if (before_remove)
+			before_remove(path, opaque);
 		{
 			DIR *sub = opendir(path);
 			struct dirent *se;

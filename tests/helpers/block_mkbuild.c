@@ -7,6 +7,8 @@
  *       opens ID through the block layer, applies N pseudo-random writes (1..16 blocks of
  *       random bytes at random block offsets, some unaligned) and N zero writes to a COW
  *       layer, and exports it as NEW (the real export path: cow_export).
+ *   block_mkbuild layer -storage DIR -base ID -build NEW -image FILE
+ *       same, but the writes are the blocks where FILE differs from ID's logical file.
  *   block_mkbuild cat   -storage DIR -build ID [-kind K] -o FILE
  *       writes ID's logical file (read through the block layer) to FILE.
  *
@@ -87,6 +89,25 @@ static int cmd_layer(struct storage *st, enum build_kind kind)
 		return -1;
 	}
 	buf = malloc(16 * BLOCK_COW_BLOCK + 4096);
+	if (*image && buf) {
+		/* the layer is whatever differs between the base and -image */
+		_cleanup_close_ int fd = open(image, O_RDONLY | O_CLOEXEC);
+		uint8_t *mine = buf + BLOCK_COW_BLOCK;
+		if (fd < 0) {
+			err_set_errno(errno, "cannot open '%s'", image);
+			goto out;
+		}
+		for (uint64_t off = 0; off < src.size; off += BLOCK_COW_BLOCK) {
+			if (full_pread(fd, mine, BLOCK_COW_BLOCK, off) < 0 ||
+			    src.read(src.opaque, buf, BLOCK_COW_BLOCK, off) < 0) {
+				err_set_errno(errno, "cannot compare '%s' at %llu", image, (unsigned long long)off);
+				goto out;
+			}
+			if (memcmp(buf, mine, BLOCK_COW_BLOCK) && cow_write(c, mine, BLOCK_COW_BLOCK, off) < 0)
+				goto out;
+		}
+		nwrites = nzeros = 0;
+	}
 	rnd_state = (uint64_t)seed * 0x9e3779b97f4a7c15ull + 1;
 	for (int64_t i = 0; buf && i < nwrites + nzeros; i++) {
 		uint64_t nb = src.size / BLOCK_COW_BLOCK;
