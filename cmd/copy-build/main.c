@@ -390,6 +390,19 @@ int main(int argc, char **argv)
 		j.bytes_total += j.items[i].size;
 	}
 
+	/* one cheap request up front, so bad credentials or a missing bucket at the destination
+	 * fail at once with one clear error instead of one per worker */
+	{
+		char prefix[BUILD_KEY_MAX], **keys;
+		size_t n;
+		snprintf(prefix, sizeof(prefix), "%s/", build);
+		if (storage_list(j.dst, prefix, &keys, &n) < 0) {
+			err_prefix("cannot access destination %s", storage_describe(j.dst));
+			die_err();
+		}
+		storage_list_free(keys, n);
+	}
+
 	tmpdir[0] = 0;
 	if (!storage_local_dir(j.src) && !storage_local_dir(j.dst)) {
 		const char *t = getenv("TMPDIR");

@@ -40,12 +40,15 @@ s3_start() {
   local port=${1:-0}
   S3_DIR=$T/s3data
   mkdir -p "$S3_DIR"
-  "$S3RVER_BIN" -d "$S3_DIR" -a 127.0.0.1 -p "$port" --configure-bucket "$S3_BUCKET" \
-    >"$T/s3rver.log" 2>&1 &
+  # a fresh log per start: the redirection happens in the background child, so a reused
+  # file could still show the previous server's line
+  local log
+  log=$(mktemp "$T/s3rver.XXXXXX.log")
+  "$S3RVER_BIN" -d "$S3_DIR" -a 127.0.0.1 -p "$port" --configure-bucket "$S3_BUCKET" >"$log" 2>&1 &
   S3_PID=$!
   on_exit "kill $S3_PID"
-  S3_PORT=$(_wait_line "$T/s3rver.log" 'listening on 127\.0\.0\.1:([0-9]+)') ||
-    { echo "s3rver did not start: $(tail -n 5 "$T/s3rver.log")" >&2; return 1; }
+  S3_PORT=$(_wait_line "$log" 'listening on 127\.0\.0\.1:([0-9]+)') ||
+    { echo "s3rver did not start: $(tail -n 5 "$log")" >&2; return 1; }
   S3_URL=http://127.0.0.1:$S3_PORT
   export AWS_ENDPOINT_URL=$S3_URL AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
   unset AWS_ENDPOINT_URL_S3 AWS_SESSION_TOKEN TEMPLATE_BUCKET_NAME STORAGE_PROVIDER
@@ -60,14 +63,14 @@ s3_stop() {
 # proxy_start FAIL DROP DELAY_MS [CHUNK_DELAY_MS]: fault proxy in front of s3rver (see
 # faultproxy.js); sets PROXY_URL and PROXY_LOG (one line per request).
 proxy_start() {
-  PROXY_LOG=$T/proxy.$RANDOM.log
-  : >"$PROXY_LOG"
-  node "$ROOT/tests/bucket/faultproxy.js" "$S3_PORT" "$PROXY_LOG" "$1" "$2" "$3" "${4:-0}" >"$T/proxy.out" 2>&1 &
+  local port out
+  PROXY_LOG=$(mktemp "$T/proxy.XXXXXX.log")
+  out=$(mktemp "$T/proxy.XXXXXX.out")
+  node "$ROOT/tests/bucket/faultproxy.js" "$S3_PORT" "$PROXY_LOG" "$1" "$2" "$3" "${4:-0}" >"$out" 2>&1 &
   PROXY_PID=$!
   on_exit "kill $PROXY_PID"
-  local port
-  port=$(_wait_line "$T/proxy.out" 'faultproxy listening on ([0-9]+)') ||
-    { echo "faultproxy did not start: $(cat "$T/proxy.out")" >&2; return 1; }
+  port=$(_wait_line "$out" 'faultproxy listening on ([0-9]+)') ||
+    { echo "faultproxy did not start: $(cat "$out")" >&2; return 1; }
   PROXY_URL=http://127.0.0.1:$port
 }
 
