@@ -28,6 +28,7 @@ SIZE=$(stat -c %s "$T/logical4.img")
 SOCK=$T/nbd.sock
 PID=
 start() { # start ARGS...: serve and wait for "ready"
+  rm -f "$T/serve.out"
   "$H/nbd_serve" -storage "$ST" -socket "$SOCK" "$@" >"$T/serve.out" 2>"$T/serve.err" &
   PID=$!
   for _ in $(seq 100); do grep -q '^ready' "$T/serve.out" 2>/dev/null && return 0; sleep 0.05; done
