@@ -18,6 +18,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "header.h"
 
@@ -106,6 +107,28 @@ static void header_to_disk(const struct header *h, uint8_t *out)
 		put_le64(dmap.storage_offset, h->maps[i].storage_offset);
 		memcpy(out + HEADER_METADATA_SIZE + i * HEADER_MAPPING_SIZE, &dmap, sizeof(dmap));
 	}
+}
+
+/* Mapping arrays of large headers go on transparent huge pages when the kernel allows it:
+ * a lookup in 100k mappings touches ~17 scattered cache lines of a 4 MB array, and on 4 KiB
+ * pages most of them would also miss the TLB. Always released with free(). */
+#define MAPS_HUGE_BYTES (2u << 20)
+static struct mapping *maps_alloc(size_t n)
+{
+	size_t bytes;
+	void *p;
+	if (n == 0)
+		n = 1;
+	if (n > SIZE_MAX / sizeof(struct mapping))
+		return NULL;
+	bytes = n * sizeof(struct mapping);
+	if (bytes < MAPS_HUGE_BYTES)
+		return calloc(n, sizeof(struct mapping));
+	if (posix_memalign(&p, MAPS_HUGE_BYTES, bytes) != 0)
+		return NULL;
+	madvise(p, (bytes + MAPS_HUGE_BYTES - 1) & ~(size_t)(MAPS_HUGE_BYTES - 1), MADV_HUGEPAGE);
+	memset(p, 0, bytes);
+	return p;
 }
 
 /* ---- problems ---- */
@@ -305,7 +328,7 @@ static int parse_common(const void *buf, size_t len, struct header *h, bool *met
 	}
 	nfull = (len - HEADER_METADATA_SIZE) / HEADER_MAPPING_SIZE;
 	rest = (len - HEADER_METADATA_SIZE) % HEADER_MAPPING_SIZE;
-	h->maps = calloc(nfull ? nfull : 1, sizeof(*h->maps));
+	h->maps = maps_alloc(nfull);
 	if (!h->maps)
 		return -1;
 	memcpy(&dm, b, sizeof(dm));
@@ -436,7 +459,7 @@ int header_legacy(struct header *h, const uuid_t16 *build, uint64_t block_size, 
 int header_copy(struct header *dst, const struct header *src)
 {
 	*dst = *src;
-	dst->maps = malloc((src->nmaps ? src->nmaps : 1) * sizeof(*dst->maps));
+	dst->maps = maps_alloc(src->nmaps);
 	if (!dst->maps) {
 		dst->nmaps = 0;
 		return err_set_errno(ENOMEM, "cannot copy header");
@@ -457,17 +480,20 @@ void header_release(struct header *h)
 
 /* ---- lookup ---- */
 
-/* Index of the last mapping whose offset is <= off (0 if none). Branch-free so the CPU
- * never mispredicts on the data-dependent comparison: ~17 dependent loads for 100k maps. */
+/* Index of the last mapping whose offset is <= off (0 if none). Branch-free, so the CPU never
+ * mispredicts on the data-dependent comparison, and it prefetches the four candidates two
+ * levels ahead, so the ~17 dependent loads of a 100k-mapping search overlap their misses. */
 static size_t lookup_index(const struct mapping *maps, size_t n, uint64_t off)
 {
 	const struct mapping *base = maps;
 	while (n > 1) {
-		size_t half = n / 2;
-		__builtin_prefetch(&base[half / 2]);
-		__builtin_prefetch(&base[half + half / 2]);
+		size_t half = n / 2, n1 = n - half, q = n1 / 2, q2 = (n1 - q) / 2;
+		__builtin_prefetch(&base[q2]);
+		__builtin_prefetch(&base[q + q2]);
+		__builtin_prefetch(&base[half + q2]);
+		__builtin_prefetch(&base[half + q + q2]);
 		base = base[half].offset <= off ? base + half : base;
-		n -= half;
+		n = n1;
 	}
 	return (size_t)(base - maps);
 }

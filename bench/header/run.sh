@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Header benchmarks (issue 2): lookups/s on 100k mappings (target >= 20M/s, one thread) and
+# reading a 1 GiB logical file made of 4 layers vs the same bytes from one flat file
+# (target: layered >= 50% of flat). Temporary files live under /tmp and are removed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+B=build/bench/header/bench_header
+[ -x "$B" ] || make --no-print-directory "$B" >/dev/null
+dir=$(mktemp -d /tmp/bench-header.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+"$B" lookup 100000
+"$B" layered "$dir" "${BENCH_HEADER_MIB:-1024}"
