@@ -293,6 +293,20 @@ static void test_parse_report(void)
 	CHECK(mok && n == 0);
 	free(p);
 	header_release(&h);
+	{ /* thousands of problems: capped, the last one says how many were left out */
+		size_t len = 64 + 40 * 3000;
+		uint8_t *big = calloc(1, len);
+		put64(big, 3);
+		put64(big + 8, BS);
+		put64(big + 16, BS);
+		CHECK(header_parse_report(big, len, &h, &mok, &p, &n) == 1);
+		CHECK_EQ_U64(n, 1000);
+		if (n == 1000)
+			CHECK(strstr(p[999].msg, "more problems not shown") != NULL);
+		free(p);
+		header_release(&h);
+		free(big);
+	}
 }
 
 static void test_lookup(void)
