@@ -1,0 +1,72 @@
+/*
+ * main.c - envd, the in-guest agent: flags, process-wide setup, then the HTTP server.
+ * Built as a static binary (mk/envd.mk) so it runs in any guest rootfs.
+ *
+ * Flags (Go style, src/common/flags.h): -port (default 49983, env ENVD_PORT), -addr (default
+ * 0.0.0.0, env ENVD_ADDR), -no-clock (never set CLOCK_REALTIME; for running on a host),
+ * -version, -isnotfc (accepted for compatibility), -v (debug log).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdio.h>
+
+#include "common/flags.h"
+#include "envd.h"
+
+int main(int argc, char **argv)
+{
+	log_set_prog("envd");
+	int64_t port = 49983;
+	const char *addr = "0.0.0.0";
+	const char *cmd = NULL;
+	bool no_clock = false, version = false, isnotfc = false, verbose = false;
+	const char *ep = getenv("ENVD_PORT"), *ea = getenv("ENVD_ADDR");
+	if (ep && *ep)
+		port = strtoll(ep, NULL, 10);
+	if (ea && *ea)
+		addr = ea;
+	struct flag flags[] = {
+		FLAG_DEF("port", FLAG_INT, &port, "TCP port to listen on (env ENVD_PORT)"),
+		FLAG_DEF("addr", FLAG_STRING, &addr, "IPv4 address to listen on (env ENVD_ADDR)"),
+		FLAG_DEF("no-clock", FLAG_BOOL, &no_clock, "never set the system clock from /init"),
+		FLAG_DEF("version", FLAG_BOOL, &version, "print the version and exit"),
+		FLAG_DEF("isnotfc", FLAG_BOOL, &isnotfc, "accepted for compatibility (no effect)"),
+		FLAG_DEF("cmd", FLAG_STRING, &cmd, "accepted for compatibility (no effect)"),
+		FLAG_DEF("v", FLAG_BOOL, &verbose, "debug logging"),
+	};
+	struct flagset fs = { .prog = "envd",
+			      .synopsis = "[-port N] [-addr IP] [-no-clock]",
+			      .about = "The in-sandbox agent: health, /init, files and processes over HTTP "
+				       "(E2B envd API, Connect protocol with the JSON codec).",
+			      .flags = flags,
+			      .nflags = ARRAY_SIZE(flags) };
+	flags_parse(&fs, argc, argv);
+	if (version) {
+		printf("%s\n", ENVD_VERSION);
+		return 0;
+	}
+	if (port <= 0 || port > 65535)
+		flags_usage_error(&fs, "invalid -port %lld", (long long)port);
+	if (verbose)
+		log_set_level(LOG_DEBUG);
+	signal(SIGPIPE, SIG_IGN);
+	umask(022);
+	process_init();
+	state_init(!no_clock);
+	/* Marker files of the reference (best effort: absent /run on a host test is fine). */
+	if (mkdir("/run/e2b", 0755) == 0 || errno == EEXIST) {
+		int fd = open("/run/e2b/.E2B_SANDBOX", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			(void)!write(fd, "true", 4);
+			close(fd);
+		}
+	}
+	if (server_run(addr, (int)port) < 0)
+		die_err();
+	return 0;
+}
