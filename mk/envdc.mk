@@ -1,2 +1,3 @@
-# host-side envd client uses libcurl
+# host-side envd client uses libcurl; resume-sandbox statistics use libm
 LDLIBS += -lcurl
+LDLIBS += -lm
