@@ -76,6 +76,8 @@ int main(int argc, char **argv)
 	}
 	if (!*cowpath) {
 		_cleanup_free_ char *sd = block_sandbox_dir();
+		if (sd)
+			block_dir_reap(sd, "nbd-serve", NULL, NULL); /* dead servers' COW files */
 		if (!sd || block_dir_claim(&dir, sd, "nbd-serve") < 0)
 			die_err();
 		snprintf(path, sizeof(path), "%s/rootfs.cow", dir.path);
