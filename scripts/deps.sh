@@ -8,6 +8,9 @@ want=$(cat deps/*.txt | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' | 
 missing=()
 for p in $want; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    # a tool installed another way (e.g. npm bundled with a nodejs from elsewhere) counts
+    case "$p" in nodejs) cmd=node ;; *) cmd=$p ;; esac
+    command -v "$cmd" >/dev/null 2>&1 && continue
     missing+=("$p")
   fi
 done
