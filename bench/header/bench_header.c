@@ -3,9 +3,11 @@
  *
  *   bench_header lookup [NMAPS]   NMAPS (default 100000) mappings of 1-64 blocks of 4 KiB,
  *                                 uniformly random offsets, one thread
- *   bench_header layered DIR [MiB] a MiB-sized (default 1024) rootfs made of 4 layers (a full
- *                                 base + 3 diffs dirtying ~10% each in runs of 1-64 blocks,
- *                                 plus zeroed runs) in local storage DIR, and the same bytes
+ *   bench_header layered DIR [MiB [RUNMAX]]
+ *                                 a MiB-sized (default 1024) rootfs made of 4 layers (a full
+ *                                 base + 3 diffs dirtying ~10% each in runs of 1-RUNMAX
+ *                                 (default 64) blocks, plus zeroed runs) in local storage DIR,
+ *                                 and the same bytes
  *                                 as one flat file; reads both in 1 MiB requests (best of 3,
  *                                 page cache warm) and prints MB/s and the ratio.
  */
@@ -94,7 +96,7 @@ static double seconds_since(uint64_t t0)
 	return (double)(now_ns() - t0) / 1e9;
 }
 
-static int bench_layered(const char *dir, uint64_t mib)
+static int bench_layered(const char *dir, uint64_t mib, uint64_t runmax)
 {
 	const uint64_t nblocks = mib * (1ull << 20) / BS, words = (nblocks + 63) / 64;
 	uint8_t *owner = calloc(nblocks, 1), *blk = malloc(BS), *a = malloc(REQ), *b = malloc(REQ);
@@ -123,7 +125,7 @@ static int bench_layered(const char *dir, uint64_t mib)
 		if (write_obj(dir, ids[g], BUILD_ROOTFS, &fd) < 0)
 			goto err;
 		for (uint64_t x = 0; x < nblocks;) {
-			uint64_t run = 1 + rnd() % 64, r = rnd() % 100;
+			uint64_t run = 1 + rnd() % runmax, r = rnd() % 100;
 			bool d = g == 0 || r < 10, e = g > 0 && r >= 10 && r < 12;
 			for (uint64_t k = 0; k < run && x < nblocks; k++, x++) {
 				if (d) {
@@ -192,8 +194,8 @@ static int bench_layered(const char *dir, uint64_t mib)
 		s = seconds_since(t0);
 		best_layered = s < best_layered ? s : best_layered;
 	}
-	printf("layered: %llu MiB logical file, 4 layers, %zu mappings, 1 MiB reads (best of 3)\n",
-	       (unsigned long long)mib, nmaps);
+	printf("layered: %llu MiB logical file, 4 layers (runs of 1-%llu blocks of 4 KiB), %zu mappings, 1 MiB reads (best of 3)\n",
+	       (unsigned long long)mib, (unsigned long long)runmax, nmaps);
 	printf("  flat file:    %8.0f MB/s\n", (double)mib * 1.048576 / best_flat);
 	printf("  layered read: %8.0f MB/s\n", (double)mib * 1.048576 / best_layered);
 	printf("  ratio layered/flat: %.2f (target >= 0.50)\n", best_flat / best_layered);
@@ -211,7 +213,8 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "lookup"))
 		return bench_lookup(argc > 2 ? (size_t)strtoull(argv[2], NULL, 0) : 100000);
 	if (argc >= 3 && !strcmp(argv[1], "layered"))
-		return bench_layered(argv[2], argc > 3 ? strtoull(argv[3], NULL, 0) : 1024);
-	fprintf(stderr, "usage: bench_header lookup [NMAPS] | layered DIR [MiB]\n");
+		return bench_layered(argv[2], argc > 3 ? strtoull(argv[3], NULL, 0) : 1024,
+				     argc > 4 && strtoull(argv[4], NULL, 0) ? strtoull(argv[4], NULL, 0) : 64);
+	fprintf(stderr, "usage: bench_header lookup [NMAPS] | layered DIR [MiB [RUNMAX]]\n");
 	return 2;
 }
