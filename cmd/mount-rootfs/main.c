@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 		.nflags = ARRAY_SIZE(fl),
 	};
 	struct mount_state m = { .nbd_index = -1, .loop_fd = -1, .dir = { .lock_fd = -1 } };
-	char id[UUID_STR_LEN + 1], cowpath[PATH_MAX], state[PATH_MAX * 2 + 32];
+	char id[UUID_STR_LEN + 1], cowpath[PATH_MAX], state[PATH_MAX * 2 + 32], abs_mount[PATH_MAX];
 	_cleanup_free_ char *sandbox_dir = NULL, *loc = NULL;
 	sigset_t set;
 	int sig;
@@ -224,6 +224,22 @@ int main(int argc, char **argv)
 			fail(&m);
 		printf("no nbd kernel module: exported through FUSE as %s, attached to %s\n", file, m.dev);
 	}
+	if (*mount_path) {
+		/* an absolute path, as /proc/mounts will show it (for the reaper) */
+		struct stat sb;
+		if (stat(mount_path, &sb) < 0) {
+			if (errno != ENOENT || mkdir_p(mount_path, 0755) < 0) {
+				err_set_errno(errno, "cannot create mount point '%s'", mount_path);
+				fail(&m);
+			}
+			m.created_mount_dir = true;
+		}
+		if (!realpath(mount_path, abs_mount)) {
+			err_set_errno(errno, "cannot resolve mount point '%s'", mount_path);
+			fail(&m);
+		}
+		m.mount_path = mount_path = abs_mount;
+	}
 	snprintf(state, sizeof(state), "dev %s\nmount %s\n", m.dev, *mount_path ? mount_path : "-");
 	{
 		char sp[PATH_MAX];
@@ -247,14 +263,6 @@ int main(int argc, char **argv)
 	}
 
 	if (*mount_path) {
-		struct stat sb;
-		if (stat(mount_path, &sb) < 0) {
-			if (errno != ENOENT || mkdir_p(mount_path, 0755) < 0) {
-				err_set_errno(errno, "cannot create mount point '%s'", mount_path);
-				fail(&m);
-			}
-			m.created_mount_dir = true;
-		}
 		if (mount(m.dev, mount_path, "ext4", 0, "") < 0) {
 			err_set_errno(errno, "cannot mount %s at '%s' as ext4", m.dev, mount_path);
 			fail(&m);
