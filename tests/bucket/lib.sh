@@ -44,7 +44,10 @@ s3_start() {
   # file could still show the previous server's line
   local log
   log=$(mktemp "$T/s3rver.XXXXXX.log")
-  "$S3RVER_BIN" -d "$S3_DIR" -a 127.0.0.1 -p "$port" --configure-bucket "$S3_BUCKET" >"$log" 2>&1 &
+  # s3rver's continuation tokens use DES, which OpenSSL 3 keeps in its legacy provider:
+  # without it every truncated ListObjectsV2 page is a 500
+  NODE_OPTIONS="${NODE_OPTIONS:-} --openssl-legacy-provider" \
+    "$S3RVER_BIN" -d "$S3_DIR" -a 127.0.0.1 -p "$port" --configure-bucket "$S3_BUCKET" >"$log" 2>&1 &
   S3_PID=$!
   on_exit "kill $S3_PID"
   S3_PORT=$(_wait_line "$log" 'listening on 127\.0\.0\.1:([0-9]+)') ||
@@ -61,12 +64,15 @@ s3_stop() {
 }
 
 # proxy_start FAIL DROP DELAY_MS [CHUNK_DELAY_MS]: fault proxy in front of s3rver (see
-# faultproxy.js); sets PROXY_URL and PROXY_LOG (one line per request).
+# faultproxy.js); sets PROXY_URL and PROXY_LOG (one line per request). The proxy checks
+# SigV4 signatures with the secret S3RVER; LIST_MAX_KEYS in the environment makes s3rver page.
 proxy_start() {
   local port out
   PROXY_LOG=$(mktemp "$T/proxy.XXXXXX.log")
   out=$(mktemp "$T/proxy.XXXXXX.out")
-  node "$ROOT/tests/bucket/faultproxy.js" "$S3_PORT" "$PROXY_LOG" "$1" "$2" "$3" "${4:-0}" >"$out" 2>&1 &
+  # verify every request's SigV4 signature (s3rver itself checks only the key id)
+  SIGV4_SECRET=${SIGV4_SECRET:-S3RVER} \
+    node "$ROOT/tests/bucket/faultproxy.js" "$S3_PORT" "$PROXY_LOG" "$1" "$2" "$3" "${4:-0}" >"$out" 2>&1 &
   PROXY_PID=$!
   on_exit "kill $PROXY_PID"
   port=$(_wait_line "$out" 'faultproxy listening on ([0-9]+)') ||

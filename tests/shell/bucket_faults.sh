@@ -32,7 +32,7 @@ proxy_start 0.2 0.03 20 || { fail proxy_start "faultproxy did not start"; finish
 S3=s3://$S3_BUCKET/faulty
 if AWS_ENDPOINT_URL=$PROXY_URL "$BIN/copy-build" -build "$C" -from "$T/src" -to "$S3" 2>"$T/up.err"; then
   n500=$(grep -c ' 500$' "$PROXY_LOG"); ndrop=$(grep -c ' drop$' "$PROXY_LOG"); nreq=$(wc -l <"$PROXY_LOG")
-  echo "  upload: $nreq requests, $n500 answered 500, $ndrop dropped"
+  echo "  upload: $nreq requests, $n500 answered 500, $ndrop dropped, $(grep -c sigv4-mismatch "$PROXY_LOG") bad signatures"
   [ "$n500" -gt 0 ] && pass faults_upload_succeeds || fail faults_upload_succeeds "no 500 was injected ($nreq requests)"
 else
   fail faults_upload_succeeds "$(tail -n 3 "$T/up.err")"
@@ -80,6 +80,17 @@ if [ $rc = 1 ] && grep -q 'authentication failed' "$T/auth2.err" && [ "$nreq" -l
   pass wrong_keys_download_fails_at_once
 else
   fail wrong_keys_download_fails_at_once "exit $rc, $nreq requests: $(cat "$T/auth2.err")"
+fi
+# a known key id with the wrong secret: the signature does not verify (checked by the proxy)
+: >"$PROXY_LOG"
+AWS_ENDPOINT_URL=$PROXY_URL AWS_SECRET_ACCESS_KEY=wrong "$BIN/copy-build" -build "$C" -from "$T/src" -to "$S3" \
+  >/dev/null 2>"$T/auth3.err"
+rc=$?
+nreq=$(wc -l <"$PROXY_LOG")
+if [ $rc = 1 ] && grep -q 'authentication failed (HTTP 403 SignatureDoesNotMatch' "$T/auth3.err" && [ "$nreq" -le 1 ]; then
+  pass wrong_secret_fails_at_once
+else
+  fail wrong_secret_fails_at_once "exit $rc, $nreq requests: $(cat "$T/auth3.err")"
 fi
 unset GCS_ACCESS_KEY_ID GCS_SECRET_ACCESS_KEY
 expect_status gs_without_keys_fails 1 "$BIN/copy-build" -build "$C" -from "$T/src" -to "gs://$S3_BUCKET/x"

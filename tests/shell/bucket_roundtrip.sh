@@ -35,6 +35,10 @@ if diff -u "$T/want.keys" "$T/got.keys" >"$T/keys.diff"; then
 else
   fail upload_exact_object_set "$(head -c 400 "$T/keys.diff")"
 fi
+# every request carried a valid SigV4 signature (the proxy recomputes it)
+nsig=$(grep -c 'sigv4-mismatch' "$PROXY_LOG")
+[ "$nsig" = 0 ] && [ -s "$PROXY_LOG" ] && pass sigv4_signatures_verify ||
+  fail sigv4_signatures_verify "$(grep -m1 sigv4-mismatch "$PROXY_LOG")"
 # metadata.json is the last object written
 last_put=$(grep -E ' (PUT|POST) ' "$PROXY_LOG" | grep -v 'uploads=' | tail -n 1)
 case $last_put in
@@ -49,6 +53,19 @@ while read -r k; do
   [ "$crc" != unknown ] && [ "$size" = "$want" ] || { bad=1; echo "  $k: $size $crc (want $want)"; }
 done <"$T/want.keys"
 [ $bad = 0 ] && pass crc32c_metadata_recorded || fail crc32c_metadata_recorded "objects without x-amz-meta-crc32c"
+
+# listing follows continuation tokens (the proxy makes s3rver answer 3 keys per page)
+proxy_stop
+LIST_MAX_KEYS=3 proxy_start 0 0 0
+AWS_ENDPOINT_URL=$PROXY_URL "$BT" list "$S3" >"$T/paged.keys" 2>"$T/paged.err"
+pages=$(grep -c 'list-type=2' "$PROXY_LOG")
+if diff -q "$T/want.keys" "$T/paged.keys" >/dev/null && [ "$pages" -ge 4 ] && ! grep -q sigv4-mismatch "$PROXY_LOG"; then
+  pass list_paginated
+else
+  fail list_paginated "$pages pages: $(cat "$T/paged.err"; head -c 200 "$T/paged.keys")"
+fi
+proxy_stop
+proxy_start 0 0 0
 
 # 2. s3 -> local: byte-equal
 if "$BIN/copy-build" -build "$C" -from "$S3" -to "$T/dst" 2>"$T/down.err"; then
