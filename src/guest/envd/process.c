@@ -537,7 +537,7 @@ static __attribute__((noreturn)) void child_exec(const struct spawn_args *a)
 	for (int s = 1; s < NSIG; s++)
 		if (s != SIGKILL && s != SIGSTOP)
 			signal(s, SIG_DFL);
-	int err;
+	int err, step = 0;
 	if (a->pty_slave) {
 		setsid();
 		int fd = open(a->pty_slave, O_RDWR);
@@ -556,17 +556,21 @@ static __attribute__((noreturn)) void child_exec(const struct spawn_args *a)
 		if (null > 2)
 			close(null);
 	}
+	step = 1;
 	if (a->change_user) {
 		if (syscall(SYS_setgroups, (size_t)a->u->ngroups, a->u->groups) < 0 ||
 		    syscall(SYS_setgid, a->u->gid) < 0 || syscall(SYS_setuid, a->u->uid) < 0)
 			goto fail;
 	}
+	step = 2;
 	if (chdir(a->cwd) < 0)
 		goto fail;
+	step = 3;
 	execve(a->path, a->argv, a->envp);
 fail:
 	err = errno;
-	ssize_t w = write(a->errpipe, &err, sizeof(err));
+	int msg[2] = { step, err };
+	ssize_t w = write(a->errpipe, msg, sizeof(msg));
 	(void)w;
 	_exit(127);
 }
@@ -737,16 +741,19 @@ void process_start(struct rpc_stream *s, struct json_object *req, const struct e
 		if (fd[i] >= 0)
 			close(fd[i]);
 	in_p[0] = out_p[1] = err_p[1] = -1;
-	int child_err = 0;
+	int child_err[2] = { 0, 0 };
 	ssize_t n;
 	do
-		n = read(ep[0], &child_err, sizeof(child_err));
+		n = read(ep[0], child_err, sizeof(child_err));
 	while (n < 0 && errno == EINTR);
 	close(ep[0]);
 	ep[0] = -1;
 	if (n > 0) {
 		waitpid(pid, NULL, 0);
-		rpc_fail_errno(e, child_err, "error starting process '%s'", cmd);
+		static const char *const steps[] = { "setting up stdio", "switching to the user",
+						     "changing to the working directory", "executing" };
+		rpc_fail_errno(e, child_err[1], "error starting process '%s' (%s as user '%s' in '%s')", cmd,
+			       steps[child_err[0] & 3], u->name, cwd);
 		e->code = "invalid_argument";
 		goto out;
 	}

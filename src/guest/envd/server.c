@@ -344,6 +344,21 @@ static void respond_and_close(struct conn *c, int status, const char *msg)
 	char body[256];
 	int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", status, msg);
 	conn_respond(c, status, "application/json", body, (size_t)n, NULL);
+	/* Lingering close: read what the client is still sending (bounded), so closing with
+	 * unread input does not reset the connection before the client read the answer. */
+	shutdown(c->fd, SHUT_WR);
+	uint64_t t0 = now_ns();
+	size_t budget = 8u << 20;
+	char tmp[16384];
+	while (budget && now_ns() - t0 < 2000000000ull) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		if (poll(&p, 1, 200) <= 0)
+			break;
+		ssize_t r = recv(c->fd, tmp, sizeof(tmp), 0);
+		if (r <= 0)
+			break;
+		budget -= MIN(budget, (size_t)r);
+	}
 }
 
 static void route(struct conn *c)
