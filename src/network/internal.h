@@ -20,6 +20,7 @@ void rtnl_close(struct rtnl *r);
 /* 0 when name does not exist (and no error). */
 int rtnl_ifindex(const char *name);
 int rtnl_link_up(struct rtnl *r, int ifindex);
+int rtnl_link_set_mac(struct rtnl *r, int ifindex, const uint8_t mac[6]);
 /* veth pair: name here, peer named peer_name in the namespace peer_nsfd. */
 int rtnl_veth_add(struct rtnl *r, const char *name, const char *peer_name, int peer_nsfd);
 /* Deletes a link by name; a missing link is success. */

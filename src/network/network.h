@@ -6,7 +6,7 @@
  *   - veth pair: veth-<idx> on the host with vethIP/31, eth0 in the namespace with vpeerIP/31
  *     (vethIP = VRT + 2*idx, vpeerIP = VRT + 2*idx + 1; VRT default 10.12.0.0/16)
  *   - host route hostIP/32 via vpeerIP (hostIP = HOST + idx; HOST default 10.11.0.0/16)
- *   - tap0 169.254.0.22/30 in the namespace (guest 169.254.0.21, identical in every slot so
+ *   - tap0 169.254.0.22/30 (MAC NET_TAP_MAC) in the namespace (guest 169.254.0.21, identical in every slot so
  *     snapshots stay portable), default route via vethIP, forwarding on
  *   - nftables table `ip orch-slot` in the namespace: DNAT hostIP -> 169.254.0.21 arriving on
  *     eth0, SNAT 169.254.0.21 -> hostIP leaving on eth0; so the host reaches the guest's envd
@@ -31,6 +31,9 @@
 #define NET_TAP_IP "169.254.0.22"
 #define NET_GUEST_IP "169.254.0.21"
 #define NET_TAP_PREFIX 30
+/* tap0's MAC, fixed like the guest's (02:fc:00:00:00:05) so snapshots move between slots */
+#define NET_TAP_MAC "02:fc:00:00:00:06"
+#define NET_TAP_MAC_BYTES { 0x02, 0xfc, 0x00, 0x00, 0x00, 0x06 }
 #define NET_NS_PEER "eth0"
 #define NET_ENVD_PORT 49983
 #define NET_NETNS_DIR "/run/netns"

@@ -101,6 +101,22 @@ int rtnl_link_up(struct rtnl *r, int ifindex)
 	return 0;
 }
 
+int rtnl_link_set_mac(struct rtnl *r, int ifindex, const uint8_t mac[6])
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifinfomsg *ifm;
+
+	nlh->nlmsg_type = RTM_NEWLINK;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_index = ifindex;
+	mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
+	if (rtnl_talk(r, nlh) < 0)
+		return err_set_errno(errno, "cannot set the MAC address of interface %d", ifindex);
+	return 0;
+}
+
 int rtnl_veth_add(struct rtnl *r, const char *name, const char *peer_name, int peer_nsfd)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];

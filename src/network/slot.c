@@ -175,7 +175,10 @@ static int ns_setup_fn(void *arg)
 		err_set("tap %s vanished", NET_TAP_NAME);
 		goto out;
 	}
-	if (rtnl_addr_add(&r, tap, ntohl(tap_ip.s_addr), NET_TAP_PREFIX) < 0 || rtnl_link_up(&r, tap) < 0 ||
+	/* the same MAC in every slot: a restored guest's ARP entry for its gateway stays valid */
+	static const uint8_t tap_mac[6] = NET_TAP_MAC_BYTES;
+	if (rtnl_link_set_mac(&r, tap, tap_mac) < 0 ||
+	    rtnl_addr_add(&r, tap, ntohl(tap_ip.s_addr), NET_TAP_PREFIX) < 0 || rtnl_link_up(&r, tap) < 0 ||
 	    rtnl_route_add(&r, 0, 0, n->veth_ip, eth) < 0 ||
 	    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1\n") < 0)
 		goto out;

@@ -160,6 +160,21 @@ static int qemu_fail(struct qemu_vm *q)
 	return err_set("%s (qemu %s%s%s)", err_msg(), q->vm.why, tail[0] ? ": " : "", tail);
 }
 
+/* The host's TSC rate in kHz from /proc/cpuinfo ("cpu MHz"), 0 when unknown. Under TCG the
+ * guest's TSC runs at the host's rate (QEMU reads the host TSC). */
+static unsigned long host_tsc_khz(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/cpuinfo", "re");
+	char line[256];
+	double mhz;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "cpu MHz : %lf", &mhz) == 1 && mhz > 100 && mhz < 100000)
+			return (unsigned long)(mhz * 1000 + 0.5);
+	return 0;
+}
+
 static int build_argv(const struct vmm_config *c, bool restore, const char *bin, struct argv *a)
 {
 	const struct vmm_machine *m = &c->machine;
@@ -222,8 +237,18 @@ static int build_argv(const struct vmm_config *c, bool restore, const char *bin,
 			argv_add(a, "-initrd");
 			argv_add(a, "%s", c->initrd);
 		}
+		/* Under TCG on a loaded host the guest's PIT-based TSC calibration fails ("tsc: Unable
+		 * to calibrate against PIT"), the TSC is marked unstable and boot hangs; telling the
+		 * kernel the rate skips that calibration (docs/vmm.md). */
+		const char *cl = c->cmdline ? c->cmdline : "";
+		unsigned long khz = 0;
+		if (!strcmp(m->accel, "tcg") && !c->no_tsc_hint && !strstr(cl, "tsc_early_khz="))
+			khz = host_tsc_khz();
 		argv_add(a, "-append");
-		argv_add(a, "%s", c->cmdline ? c->cmdline : "");
+		if (khz)
+			argv_add(a, "%s%stsc_early_khz=%lu", cl, *cl ? " " : "", khz);
+		else
+			argv_add(a, "%s", cl);
 	}
 	if (a->oom)
 		return err_set("qemu arguments: too many or out of memory");

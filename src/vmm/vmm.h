@@ -71,7 +71,8 @@ struct vmm_config {
 	/* boot only (restore ignores them: the kernel lives in the memfile) */
 	const char *kernel;
 	const char *initrd;  /* NULL: none */
-	const char *cmdline; /* NULL: "" */
+	const char *cmdline; /* NULL: ""; under TCG " tsc_early_khz=<host rate>" is appended */
+	bool no_tsc_hint;    /* do not append tsc_early_khz */
 	/* devices: identical at boot and restore (device state must match) */
 	const char *rootfs;     /* "nbd:unix:/path.sock" or a raw image path; NULL: no disk */
 	bool rootfs_readonly;
