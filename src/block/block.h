@@ -61,6 +61,8 @@ int block_dir_reap(const char *parent, const char *prefix,
 struct block_source {
 	/* 0, or -1 + err/errno. Thread-safe. The range is within size. */
 	int (*read)(void *opaque, void *buf, size_t len, uint64_t off);
+	/* Optional (may be NULL): the range as file extents, see nbd_dev_ops.map. */
+	int (*map)(void *opaque, uint64_t off, uint64_t len, struct nbd_extent *ext, int max);
 	void *opaque;
 	uint64_t size;
 	uint64_t block_size;
@@ -107,6 +109,9 @@ uint64_t cow_size(const struct cow *c);
 /* Thread-safe I/O (any offset and length within the size; unaligned writes do
  * read-modify-write). Reads take no lock; writes, zero and trim serialize on one mutex. */
 int cow_read(struct cow *c, void *buf, size_t len, uint64_t off);
+/* The range as at most max file extents (COW file, base objects, zeros); 0 when the base
+ * cannot map (e.g. chunk-cached remote data) or more extents would be needed. */
+int cow_map(struct cow *c, uint64_t off, uint64_t len, struct nbd_extent *ext, int max);
 int cow_write(struct cow *c, const void *buf, size_t len, uint64_t off);
 /* Make the range read as zeros (whole blocks become holes in the COW file). */
 int cow_zero(struct cow *c, uint64_t len, uint64_t off);

@@ -3,19 +3,96 @@
  * through the header (storage/logical.c). Bucket storage is wrapped in a chunk cache so
  * data objects are fetched in 4 MiB chunks on demand; local directories are read directly.
  *
- * Threading: reads are as thread-safe as logical_read (lock-free once objects are open).
+ * For local storage it can also map a range to extents of the data object files (for NBD
+ * replies spliced from the page cache); it opens those files itself, by the same paths the
+ * local backend uses, after logical_open checked they exist and are long enough.
+ *
+ * Threading: reads are as thread-safe as logical_read (lock-free once objects are open);
+ * map opens each object once under fd_lock and is lock-free afterwards.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "../storage/internal.h"
 #include "../storage/logical.h"
 #include "block.h"
 
+#define MAP_FDS 32
+
+struct build_fd {
+	uuid_t16 id;
+	int fd;
+};
+
 struct block_build {
 	struct storage *cached; /* the chunk cache decorator, or NULL for local storage */
 	struct logical *l;
+	/* local storage only: data objects opened for block_build_map (spliced replies) */
+	char *dir;
+	enum build_kind kind;
+	pthread_mutex_t fd_lock;  /* guards appending to fds */
+	struct build_fd fds[MAP_FDS];
+	int nfds;                 /* published with release stores */
 };
+
+/* The open data object of build id (local storage), or -1. Lock-free once opened. */
+static int build_fd(struct block_build *b, const uuid_t16 *id)
+{
+	int n = __atomic_load_n(&b->nfds, __ATOMIC_ACQUIRE), fd = -1;
+	char path[PATH_MAX], ids[UUID_STR_LEN + 1];
+	for (int i = 0; i < n; i++)
+		if (uuid_equal(&b->fds[i].id, id))
+			return b->fds[i].fd;
+	pthread_mutex_lock(&b->fd_lock);
+	n = b->nfds;
+	for (int i = 0; i < n; i++)
+		if (uuid_equal(&b->fds[i].id, id)) {
+			fd = b->fds[i].fd;
+			goto out;
+		}
+	if (n == MAP_FDS)
+		goto out;
+	snprintf(path, sizeof(path), "%s/%s/%s", b->dir, uuid_format(id, ids), build_kind_data_object(b->kind));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	b->fds[n] = (struct build_fd){ *id, fd };
+	__atomic_store_n(&b->nfds, n + 1, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&b->fd_lock);
+	return fd;
+}
+
+/* Extents of the logical range: the owners' data objects at their storage offsets, nil
+ * mappings as zeros. Only for local storage (object lengths were checked by logical_open). */
+static int build_map(void *opaque, uint64_t off, uint64_t len, struct nbd_extent *ext, int max)
+{
+	struct block_build *b = opaque;
+	const struct header *h = logical_header(b->l);
+	int n = 0;
+	if (!b->dir)
+		return 0;
+	while (len > 0) {
+		uint64_t soff, rem, k;
+		const struct mapping *m = header_lookup(h, off, &soff, &rem);
+		int fd = -1;
+		if (!m || n == max)
+			return 0;
+		k = MIN(rem, len);
+		if (!uuid_is_nil(&m->build_id) && (fd = build_fd(b, &m->build_id)) < 0)
+			return 0;
+		if (n > 0 && ext[n - 1].fd == fd && (fd < 0 || ext[n - 1].offset + ext[n - 1].length == soff))
+			ext[n - 1].length += k; /* adjacent pieces of one object */
+		else
+			ext[n++] = (struct nbd_extent){ .fd = fd, .offset = soff, .length = k };
+		off += k;
+		len -= k;
+	}
+	return n;
+}
 
 static int build_read(void *opaque, void *buf, size_t len, uint64_t off)
 {
@@ -71,14 +148,18 @@ struct block_build *block_build_open(struct storage *st, const char *build_id,
 		free(b);
 		return NULL;
 	}
+	b->kind = kind;
+	pthread_mutex_init(&b->fd_lock, NULL);
+	if (!b->cached && storage_local_dir(st))
+		b->dir = strdup(storage_local_dir(st)); /* NULL on ENOMEM: no map, reads still work */
 	return b;
 }
 
 struct block_source block_build_source(struct block_build *b)
 {
 	const struct header *h = logical_header(b->l);
-	return (struct block_source){ .read = build_read, .opaque = b, .size = h->size,
-				      .block_size = h->block_size };
+	return (struct block_source){ .read = build_read, .map = build_map, .opaque = b,
+				      .size = h->size, .block_size = h->block_size };
 }
 
 const struct header *block_build_header(struct block_build *b)
@@ -97,5 +178,9 @@ void block_build_close(struct block_build *b)
 		return;
 	logical_close(b->l);
 	storage_free(b->cached);
+	for (int i = 0; i < b->nfds; i++)
+		close(b->fds[i].fd);
+	pthread_mutex_destroy(&b->fd_lock);
+	free(b->dir);
 	free(b);
 }

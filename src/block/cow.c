@@ -8,6 +8,10 @@
  * copies the base block in (read-modify-write). Blocks made zero by WRITE_ZEROES/TRIM are
  * punched holes with their bit set, so they read as zeros and export as nil mappings.
  *
+ * cow_map describes a range as extents of the COW file and of the base (for spliced NBD
+ * replies); a block written after the map was taken may be sent old or new, like a read
+ * racing a write.
+ *
  * Threading: reads take no lock (bitmap words are read with acquire loads and set with
  * release ORs). Writes, zero and trim serialize on write_lock, which keeps read-modify-write
  * atomic with respect to other writers; export holds it too, so it sees a stable image.
@@ -133,6 +137,34 @@ int cow_read(struct cow *c, void *buf, size_t len, uint64_t off)
 		len -= n;
 	}
 	return 0;
+}
+
+int cow_map(struct cow *c, uint64_t off, uint64_t len, struct nbd_extent *ext, int max)
+{
+	int n = 0;
+	uint64_t end;
+	if (add_overflow_u64(off, len, &end) || end > c->size)
+		return 0;
+	while (len > 0) {
+		uint64_t b = off / c->bs;
+		bool in_cow = bit_get(c, b);
+		uint64_t e = MIN((b + 1) * c->bs, off + len);
+		while (e < off + len && bit_get(c, e / c->bs) == in_cow)
+			e = MIN(e + c->bs, off + len);
+		if (in_cow) {
+			if (n == max)
+				return 0;
+			ext[n++] = (struct nbd_extent){ .fd = c->fd, .offset = off, .length = e - off };
+		} else {
+			int k = c->base.map ? c->base.map(c->base.opaque, off, e - off, ext + n, max - n) : 0;
+			if (k <= 0)
+				return 0;
+			n += k;
+		}
+		len -= e - off;
+		off = e;
+	}
+	return n;
 }
 
 /* Bring block b into the COW file from the base (under write_lock). */
@@ -377,6 +409,10 @@ static int op_read(void *o, void *buf, size_t len, uint64_t off)
 {
 	return cow_read(o, buf, len, off);
 }
+static int op_map(void *o, uint64_t off, uint64_t len, struct nbd_extent *ext, int max)
+{
+	return cow_map(o, off, len, ext, max);
+}
 static int op_write(void *o, const void *buf, size_t len, uint64_t off)
 {
 	return cow_write(o, buf, len, off);
@@ -396,6 +432,7 @@ static int op_zero(void *o, uint64_t len, uint64_t off)
 
 const struct nbd_dev_ops cow_nbd_ops = {
 	.read = op_read,
+	.map = op_map,
 	.write = op_write,
 	.flush = op_flush,
 	.trim = op_trim,

@@ -155,7 +155,17 @@ static int zero_read(void *opaque, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static int zero_map(void *opaque, uint64_t off, uint64_t len, struct nbd_extent *ext, int max)
+{
+	(void)opaque;
+	if (max < 1)
+		return 0;
+	ext[0] = (struct nbd_extent){ .fd = -1, .offset = off, .length = len };
+	return 1;
+}
+
 struct block_source block_zero_source(uint64_t size, uint64_t block_size)
 {
-	return (struct block_source){ .read = zero_read, .size = size, .block_size = block_size };
+	return (struct block_source){ .read = zero_read, .map = zero_map, .size = size,
+				      .block_size = block_size };
 }

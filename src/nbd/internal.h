@@ -83,6 +83,9 @@ struct nbd_request {
 struct nbd_buf {
 	void *p;
 	size_t cap;
+	int pipe[2];      /* for spliced READ replies; created on first use */
+	size_t pipe_size; /* 0: no pipe yet */
+	bool pipe_failed; /* could not create one: do not retry */
 };
 
 struct nbd_conn {
@@ -112,6 +115,9 @@ int nbd_handshake(struct nbd_conn *c);
  * 1 = go on, 0 = client sent DISC or closed at a request boundary, -1 = violation or I/O
  * failure (err set; the connection must be closed). */
 int nbd_serve_one(struct nbd_conn *c, struct nbd_buf *buf);
+/* Free the data buffer (kept: the pipe). */
 void nbd_buf_release(struct nbd_buf *b);
+/* Free everything (at thread exit). */
+void nbd_buf_free(struct nbd_buf *b);
 
 #endif

@@ -36,8 +36,22 @@
  * error field: EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP; others -> EIO).
  * Ranges are already checked against the size. flush/trim/zero may be NULL: flush and
  * trim then succeed without action, zero falls back to writing a zero buffer. */
+/* Where a range of the device lives, for zero-copy READ replies (splice). */
+struct nbd_extent {
+	int fd;          /* < 0: the bytes are zeros */
+	uint64_t offset; /* in fd */
+	uint64_t length;
+};
+#define NBD_MAX_EXTENTS 64
+/* Reads of at least this many bytes use map (when given) instead of read. */
+#define NBD_SPLICE_MIN (64u << 10)
+
 struct nbd_dev_ops {
 	int (*read)(void *opaque, void *buf, size_t len, uint64_t off);
+	/* Optional: describe [off, off+len) as at most max extents covering it exactly, in order.
+	 * Returns the number of extents, or 0 when the range cannot be described that way (the
+	 * server then uses read). The fds must stay open for the device's lifetime. */
+	int (*map)(void *opaque, uint64_t off, uint64_t len, struct nbd_extent *ext, int max);
 	int (*write)(void *opaque, const void *buf, size_t len, uint64_t off);
 	int (*flush)(void *opaque);
 	int (*trim)(void *opaque, uint64_t len, uint64_t off);

@@ -161,7 +161,7 @@ static void worker_loop(struct nbd_conn *c)
 		;
 	if (r < 0)
 		conn_fail(c);
-	nbd_buf_release(&buf);
+	nbd_buf_free(&buf);
 }
 
 static void *thread_main(void *arg)

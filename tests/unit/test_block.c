@@ -107,6 +107,38 @@ static void test_cow_read_write(void)
 	remove_tree(tmpdir);
 }
 
+static void test_cow_map(void)
+{
+	char path[300];
+	struct block_source zero = block_zero_source(16 * BS, BS);
+	struct block_source nomap = { .read = mem_read, .size = 16 * BS, .block_size = BS };
+	struct nbd_extent e[8];
+	struct cow *c, *c2;
+	uint8_t buf[BS];
+	mk_tmpdir();
+	snprintf(path, sizeof(path), "%s/cow", tmpdir);
+	c = cow_new(&zero, path);
+	snprintf(path, sizeof(path), "%s/cow2", tmpdir);
+	c2 = cow_new(&nomap, path);
+	CHECK(c && c2);
+	if (!c || !c2)
+		return;
+	memset(buf, 1, sizeof(buf));
+	CHECK(cow_write(c, buf, BS, 4 * BS) == 0 && cow_write(c, buf, BS, 5 * BS) == 0);
+	/* zeros [0,4), COW [4,6), zeros [6,8) */
+	CHECK_EQ_U64(cow_map(c, 0, 8 * BS, e, 8), 3);
+	CHECK(e[0].fd < 0 && e[0].length == 4 * BS);
+	CHECK(e[1].fd >= 0 && e[1].offset == 4 * BS && e[1].length == 2 * BS);
+	CHECK(e[2].fd < 0 && e[2].offset == 6 * BS && e[2].length == 2 * BS);
+	CHECK_EQ_U64(cow_map(c, 100, 10, e, 8), 1);
+	CHECK_EQ_U64(cow_map(c, 0, 8 * BS, e, 2), 0);  /* needs 3 extents */
+	CHECK_EQ_U64(cow_map(c, 0, 17 * BS, e, 8), 0); /* past the end */
+	CHECK_EQ_U64(cow_map(c2, 0, BS, e, 8), 0);     /* base cannot map */
+	cow_free(c);
+	cow_free(c2);
+	remove_tree(tmpdir);
+}
+
 struct writer_arg {
 	struct cow *c;
 	int id;
@@ -462,6 +494,7 @@ static void test_dir_ownership(void)
 int main(void)
 {
 	RUN(test_cow_read_write);
+	RUN(test_cow_map);
 	RUN(test_cow_concurrent);
 	RUN(test_cow_export);
 	RUN(test_chunk_cache);

@@ -290,6 +290,88 @@ static void test_listen_and_stop(void)
 	rmdir(path);
 }
 
+/* ---- spliced READ replies: a device that maps to a file and zeros ---- */
+
+static int file_fd = -1;
+
+static int f_map(void *o, uint64_t off, uint64_t len, struct nbd_extent *ext, int max)
+{
+	/* the first half of the device is the file, the second half zeros; 4 extents max */
+	int n = 0;
+	(void)o;
+	while (len > 0 && n < max) {
+		uint64_t half = DEV_SIZE / 2;
+		uint64_t k = off < half ? MIN(len, half - off) : len;
+		ext[n++] = (struct nbd_extent){ .fd = off < half ? file_fd : -1, .offset = off, .length = k };
+		off += k;
+		len -= k;
+	}
+	return len ? 0 : n;
+}
+
+static int f_read(void *o, void *buf, size_t len, uint64_t off)
+{
+	(void)o;
+	memset(buf, 0, len);
+	if (off < DEV_SIZE / 2)
+		return full_pread(file_fd, buf, MIN(len, DEV_SIZE / 2 - off), off);
+	return 0;
+}
+
+static void test_spliced_reads(void)
+{
+	static const struct nbd_dev_ops fops = { .read = f_read, .map = f_map };
+	const struct nbd_export fexp = { .name = "", .size = DEV_SIZE, .ops = &fops, .read_only = true };
+	char path[] = "/tmp/test_nbd_file.XXXXXX";
+	static uint8_t content[DEV_SIZE / 2], got[DEV_SIZE];
+	int sp[2], fd;
+	uint64_t size, cookie;
+	uint16_t flags;
+	uint32_t err;
+	struct nbd_server *srv;
+	file_fd = mkstemp(path);
+	CHECK(file_fd >= 0);
+	unlink(path);
+	for (size_t i = 0; i < sizeof(content); i++)
+		content[i] = (uint8_t)(i * 13 + i / 4096);
+	CHECK(full_pwrite(file_fd, content, sizeof(content), 0) == 0);
+	srv = nbd_server_new(&fexp);
+	CHECK(srv && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0 &&
+	      nbd_server_serve_fd(srv, sp[1], true) == 0);
+	fd = sp[0];
+	CHECK(client_go(fd, "", &size, &flags) == 0);
+	CHECK(flags & 2); /* read-only */
+	/* whole device in 256 KiB reads (spliced: file extents and zero extents) */
+	for (uint64_t off = 0; off < DEV_SIZE; off += 256 << 10) {
+		CHECK(send_req(fd, 0, off, off, 256 << 10, NULL) == 0);
+		CHECK(recv_reply(fd, &cookie, &err) == 0 && cookie == off && err == 0);
+		CHECK(rd(fd, got + off, 256 << 10) == 0);
+	}
+	CHECK(memcmp(got, content, sizeof(content)) == 0);
+	CHECK(got[DEV_SIZE / 2] == 0 && got[DEV_SIZE - 1] == 0);
+	/* a read across the file/zeros boundary, and a small (copied) one */
+	memset(got, 0xff, sizeof(got));
+	CHECK(send_req(fd, 0, 1, DEV_SIZE / 2 - 4096, 128 << 10, NULL) == 0);
+	CHECK(recv_reply(fd, &cookie, &err) == 0 && err == 0 && rd(fd, got, 128 << 10) == 0);
+	CHECK(memcmp(got, content + DEV_SIZE / 2 - 4096, 4096) == 0 && got[4096] == 0 && got[(128 << 10) - 1] == 0);
+	CHECK(send_req(fd, 0, 2, 100, 1000, NULL) == 0);
+	CHECK(recv_reply(fd, &cookie, &err) == 0 && err == 0 && rd(fd, got, 1000) == 0);
+	CHECK(memcmp(got, content + 100, 1000) == 0);
+	/* the file shrank under us: the spliced reply cannot be completed -> connection closed */
+	CHECK(ftruncate(file_fd, 4096) == 0);
+	CHECK(send_req(fd, 0, 3, 0, 256 << 10, NULL) == 0);
+	{
+		uint8_t tmp[4096];
+		ssize_t n, total = 0;
+		while ((n = read(fd, tmp, sizeof(tmp))) > 0)
+			total += n;
+		CHECK(total < 16 + (256 << 10));
+	}
+	close(fd);
+	nbd_server_free(srv);
+	close(file_fd);
+}
+
 /* ---- buffer-driven engine ---- */
 
 struct membuf {
@@ -465,6 +547,7 @@ int main(void)
 	RUN(test_commands);
 	RUN(test_unknown_export_and_violation);
 	RUN(test_listen_and_stop);
+	RUN(test_spliced_reads);
 	RUN(test_stream_engine);
 	RUN(test_netlink_messages);
 	RUN(test_kernel_attach);
