@@ -104,6 +104,15 @@ async function t(name, fn) {
     try { await sbx.files.read(path.join(dir, 'nope')); return 'no error'; }
     catch (e) { return /NotFound/.test(e.constructor.name) || `${e.constructor.name}: ${e.message}`; }
   });
+  await t('pty_interactive', async () => {
+    let seen = '';
+    const dec = new TextDecoder();
+    const h = await sbx.pty.create({ cols: 80, rows: 24, cwd: dir, onData: (d) => { seen += dec.decode(d); } });
+    await sbx.pty.resize(h.pid, { cols: 100, rows: 30 });
+    await sbx.pty.sendInput(h.pid, new TextEncoder().encode('stty size; echo pty-$((6*7))\nexit\n'));
+    const r = await h.wait().catch((e) => e);
+    return (seen.includes('pty-42') && seen.includes('30 100') && r.exitCode === 0) || { seen, code: r.exitCode };
+  });
   await t('is_running', async () => (await sbx.isRunning()) === true);
   process.exit(failed);
 })().catch((e) => { console.log(`FAIL sdk: ${e && e.stack}`); process.exit(1); });
