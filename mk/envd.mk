@@ -20,3 +20,10 @@ $(B)/fuzz/fuzz_envd_http: fuzz/fuzz_envd_http.c src/guest/envd/http.c src/guest/
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
 	  fuzz/fuzz_envd_http.c src/guest/envd/http.c -o $@
+
+# An AddressSanitizer/UBSan build of envd (dynamic) for tests/shell/envd_asan.sh.
+$(B)/asan/guest/envd: $(ENVD_SRCS) $(ENVD_COMMON) $(wildcard src/guest/envd/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -O1 $(ENVD_SRCS) $(ENVD_COMMON) -ljson-c -o $@
+
+asan-tests: $(B)/asan/guest/envd

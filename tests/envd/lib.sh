@@ -1,7 +1,7 @@
 # Helpers for envd's shell tests (source after tests/shell/lib.sh).
 # envd_start [ADDR PORT] [extra flags...]: runs build/guest/envd in $T on a free loopback port
 # (or the given one); sets EPID, EPORT, URL. Returns 1 when it does not come up.
-ENVD=$ROOT/build/guest/envd
+ENVD=${ENVD_BIN:-$ROOT/build/guest/envd}
 CLIENT=$ROOT/build/tests/helpers/envd_client
 envd_need() {
   [ -x "$ENVD" ] && [ -x "$CLIENT" ] || { echo "SKIP $(basename "$0"): build envd and the helpers first (make tests)"; exit 77; }

@@ -171,7 +171,8 @@ static int walk(const char *dir, const char *shown, unsigned depth, unsigned max
 		names[n++] = strdup(de->d_name);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		char real[PATH_MAX], vis[PATH_MAX];
