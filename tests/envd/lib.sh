@@ -41,3 +41,11 @@ rpc() {
 # children of envd (processes it started that are still around)
 envd_children() { ps -o pid= --ppid "$EPID" | wc -l; }
 envd_fds() { ls "/proc/$EPID/fd" | wc -l; }
+# fail when envd's log holds a sanitizer report (ASan build runs)
+envd_sanitizer_check() {
+  if grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$T/envd.log"; then
+    fail envd_sanitizer_clean "$(grep -m3 -E 'Sanitizer|runtime error' "$T/envd.log")"
+  else
+    pass envd_sanitizer_clean
+  fi
+}

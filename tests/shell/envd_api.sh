@@ -241,7 +241,7 @@ ps -o stat= --ppid "$EPID" | grep -q Z && fail no_zombies || pass no_zombies
 fds=$(envd_fds)
 [ "$fds" -le "$base_fds" ] && pass no_fd_leak "$fds fds (baseline $base_fds)" || fail no_fd_leak "$fds fds, baseline $base_fds: $(ls -l /proc/$EPID/fd)"
 kill -0 $EPID && pass envd_still_running || fail envd_still_running
-grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$T/envd.log" && fail envd_sanitizer_clean "$(grep -m3 -E 'Sanitizer|runtime error' "$T/envd.log")" || pass envd_sanitizer_clean
+envd_sanitizer_check
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$EPID/status")
 echo "envd VmRSS after the test: ${rss} kB"
 finish

@@ -22,8 +22,10 @@ if (exec 3<>/dev/tcp/127.0.0.1/49983) 2>/dev/null; then
   echo "SKIP envd_sdk.sh: 127.0.0.1:49983 is taken (the SDK's debug mode needs that port)"
   exit 77
 fi
-envd_start 49983 || { fail envd_start "envd did not come up on 49983 ($(tail -3 "$T/envd.log"))"; finish; }
+envd_start 49983 || { fail envd_start "envd did not come up on 49983 ($(tail -3 "$T/envd.log"))"; envd_sanitizer_check
+finish; }
 mkdir -p "$T/work"
 timeout 120 node "$ROOT/tests/envd/sdk_test.cjs" "$NM/node_modules" "$T/work" || _failed=1
 [ "$(envd_children)" = 0 ] && pass sdk_no_child_left || fail sdk_no_child_left "$(ps -o pid,cmd --ppid "$EPID")"
+envd_sanitizer_check
 finish
