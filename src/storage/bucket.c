@@ -117,6 +117,9 @@ static struct storage_object *bucket_object_open(struct storage *st, const char 
 
 static void bucket_free(struct storage *st)
 {
+	log_debug("%s: %llu requests, %llu ranged reads", st->describe,
+		  (unsigned long long)s3_client_requests(cl(st)),
+		  (unsigned long long)s3_client_range_gets(cl(st)));
 	s3_client_free(cl(st));
 	free(st->describe);
 	free(st);

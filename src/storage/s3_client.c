@@ -506,6 +506,9 @@ static CURLcode perform(struct s3_client *c, struct s3_req *r, CURL *h, char *er
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* bigger buffers than curl's 16 KiB / 64 KiB defaults: fewer callbacks and pwrites */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
 	/* no wait for "100 Continue". Removing the header with "Expect:" instead would make
 	 * libcurl 7.88 sign an "expect" header it then does not send (caught by the SigV4 check in
 	 * tests/bucket/faultproxy.js). */
