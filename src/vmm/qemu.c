@@ -437,6 +437,12 @@ static int qemu_set_caps(struct qemu_vm *q)
 	json_object_object_add(args, "capabilities", caps);
 	if (qemu_call(q, "migrate-set-capabilities", args, -1, NULL) < 0)
 		return -1;
+	/* the default 128 MiB/s cap would pace the RAM stream of a pause (the VM is stopped:
+	 * there is no guest to protect from the copy) */
+	args = json_object_new_object();
+	json_object_object_add(args, "max-bandwidth", json_object_new_int64(INT64_C(1) << 40));
+	if (qemu_call(q, "migrate-set-parameters", args, -1, NULL) < 0)
+		return -1;
 	q->caps_set = true;
 	return 0;
 }
