@@ -26,32 +26,23 @@
 #define COPY_BUF (4u << 20)           /* bytes per process_vm_readv batch */
 #define COPY_IOV 1024u                /* remote ranges per batch (IOV_MAX) */
 
-int dirty_find_mapping(pid_t pid, const char *path, uint64_t *start, uint64_t *len)
+int dirty_find_mapping_file(pid_t pid, dev_t dev, ino_t ino, const char *what, uint64_t *start,
+			    uint64_t *len)
 {
 	char maps[64], line[4096 + 256];
 	_cleanup_fclose_ FILE *f = NULL;
-	_cleanup_free_ char *real = realpath(path, NULL);
-	struct stat st;
 	uint64_t lo = 0, hi = 0;
 	bool found = false;
 
-	if (stat(path, &st) < 0)
-		return err_set_errno(errno, "cannot stat '%s'", path);
 	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
 	if (!(f = fopen(maps, "re")))
 		return err_set_errno(errno, "cannot open %s", maps);
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long long a, b, off, ino;
+		unsigned long long a, b, off, i;
 		unsigned maj, min;
-		int n = 0;
-		char *p;
-		if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu %n", &a, &b, &off, &maj, &min, &ino, &n) < 6)
+		if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &a, &b, &off, &maj, &min, &i) < 6)
 			continue;
-		p = line + n;
-		p[strcspn(p, "\n")] = '\0';
-		bool same = (ino == st.st_ino && makedev(maj, min) == st.st_dev) ||
-			    (real && !strcmp(p, real));
-		if (!same)
+		if (i != (unsigned long long)ino || makedev(maj, min) != dev)
 			continue;
 		if (!found) {
 			if (off != 0)
@@ -62,14 +53,22 @@ int dirty_find_mapping(pid_t pid, const char *path, uint64_t *start, uint64_t *l
 		} else if (a == hi && off == hi - lo) {
 			hi = b;
 		} else {
-			return err_set("'%s' is mapped more than once in process %d", path, (int)pid);
+			return err_set("'%s' is mapped more than once in process %d", what, (int)pid);
 		}
 	}
 	if (!found)
-		return err_set("'%s' is not mapped in process %d", path, (int)pid);
+		return err_set("'%s' is not mapped in process %d", what, (int)pid);
 	*start = lo;
 	*len = hi - lo;
 	return 0;
+}
+
+int dirty_find_mapping(pid_t pid, const char *path, uint64_t *start, uint64_t *len)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return err_set_errno(errno, "cannot stat '%s'", path);
+	return dirty_find_mapping_file(pid, st.st_dev, st.st_ino, path, start, len);
 }
 
 int dirty_scan(pid_t pid, uint64_t start, uint64_t len, uint64_t **bits, uint64_t *npages,

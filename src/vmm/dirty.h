@@ -16,9 +16,13 @@
 
 #define DIRTY_PAGE 4096u
 
-/* The address range where pid maps the file at path (matched by device + inode, or by
- * path), from file offset 0; adjacent VMAs of the same file are merged. 0/-1 + err. */
+/* The address range where pid maps the file at path (matched by device + inode), from file
+ * offset 0; adjacent VMAs of the same file are merged. 0/-1 + err. */
 int dirty_find_mapping(pid_t pid, const char *path, uint64_t *start, uint64_t *len);
+/* Same for a file known by device + inode (still found when its path was replaced or
+ * unlinked since); what names it in errors. */
+int dirty_find_mapping_file(pid_t pid, dev_t dev, ino_t ino, const char *what, uint64_t *start,
+			    uint64_t *len);
 /* Scan len bytes from start (page-aligned). *bits malloc'd (caller frees), *npages = len /
  * page, *ndirty = set bits. 0/-1 + err. */
 int dirty_scan(pid_t pid, uint64_t start, uint64_t len, uint64_t **bits, uint64_t *npages,

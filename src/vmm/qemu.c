@@ -44,6 +44,8 @@ struct qemu_vm {
 	char *memfile;
 	char *qemu_log;
 	bool restored; /* RAM is share=off (diffs via pagemap) */
+	dev_t mem_dev; /* the memfile QEMU mapped (its path may be replaced later) */
+	ino_t mem_ino;
 	bool caps_set; /* migration capabilities configured */
 	uint64_t timeout_ms;
 };
@@ -541,7 +543,7 @@ static int qemu_restore(const struct vmm_config *c, const char *statefile, struc
 		return -1;
 	if (stat(c->memfile, &st) < 0)
 		return err_set_errno(errno, "memfile '%s'", c->memfile);
-	if ((uint64_t)st.st_size != c->machine.memory_mib << 20)
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != c->machine.memory_mib << 20)
 		return err_set("memfile '%s' has %lld bytes, the machine has %llu MiB", c->memfile,
 			       (long long)st.st_size, (unsigned long long)c->machine.memory_mib);
 	if ((fd = open(statefile, O_RDONLY | O_CLOEXEC)) < 0)
@@ -549,6 +551,8 @@ static int qemu_restore(const struct vmm_config *c, const char *statefile, struc
 	if (!(q = qemu_new(c)))
 		return -1;
 	q->restored = true;
+	q->mem_dev = st.st_dev;
+	q->mem_ino = st.st_ino;
 	uint64_t t0 = now_ns();
 	if (qemu_spawn(q, c, true) < 0)
 		goto err;
@@ -658,7 +662,7 @@ static int qemu_pause_diff(struct vmm *vm, const char *statefile, const char *di
 		return -1;
 	vm->times.stop = now_ns() - t;
 	t = now_ns();
-	if (dirty_find_mapping(vm->pid, q->memfile, &start, &len) < 0)
+	if (dirty_find_mapping_file(vm->pid, q->mem_dev, q->mem_ino, q->memfile, &start, &len) < 0)
 		goto err;
 	if (len != vm->machine.memory_mib << 20) {
 		err_set("guest RAM mapping is %llu bytes, expected %llu MiB", (unsigned long long)len,
