@@ -305,8 +305,9 @@ struct s3_req {
 	/* response body */
 	enum sink_kind sink;
 	void *buf;
-	size_t buf_len;
+	size_t buf_len; /* SINK_BUF: exact length; ranged SINK_FD: the most we accept */
 	int fd;
+	uint64_t fd_off; /* SINK_FD: where byte 0 of the body goes */
 	/* results of the last attempt */
 	long status;
 	char *mem;
@@ -423,7 +424,11 @@ static size_t on_write(char *p, size_t size, size_t n, void *opaque)
 		}
 		memcpy((char *)r->buf + r->got, p, len);
 	} else {
-		if (full_pwrite(r->fd, p, len, r->got) < 0) {
+		if (r->range && r->got + len > r->buf_len) {
+			r->overflow = true;
+			return 0;
+		}
+		if (full_pwrite(r->fd, p, len, r->fd_off + r->got) < 0) {
 			r->local_errno = errno ? errno : EIO;
 			return 0;
 		}
@@ -636,7 +641,8 @@ static int s3_request(struct s3_client *c, struct s3_req *r)
 		if (!h)
 			return err_set_errno(ENOMEM, "cannot create a curl handle");
 		reset_attempt(r);
-		if (r->sink == SINK_FD && ftruncate(r->fd, 0) < 0) {
+		/* a whole-object download starts over; a ranged one rewrites its own range */
+		if (r->sink == SINK_FD && !r->range && ftruncate(r->fd, 0) < 0) {
 			pool_put(c, h);
 			return err_set_errno(errno, "cannot truncate download file");
 		}
@@ -653,7 +659,7 @@ static int s3_request(struct s3_client *c, struct s3_req *r)
 		} else if (r->overflow) {
 			snprintf(why, sizeof(why), "server sent more than the %zu bytes asked for", r->buf_len);
 		} else if (r->status >= 200 && r->status < 300) {
-			if (r->sink == SINK_BUF && r->got != r->buf_len) {
+			if ((r->sink == SINK_BUF || (r->sink == SINK_FD && r->range)) && r->got != r->buf_len) {
 				snprintf(why, sizeof(why), "short body: %llu of %zu bytes",
 					 (unsigned long long)r->got, r->buf_len);
 				retry = true;
@@ -775,20 +781,125 @@ static int parent_mkdir(const char *path)
 	return mkdir_p(dir, 0755);
 }
 
+static int file_crc(int fd, uint64_t size, uint32_t *crc);
+
+/* Ranged GETs of one object into one file by a few threads. Every range carries
+ * If-Match: <ETag from the HEAD>, so an object replaced meanwhile fails (412) instead of
+ * mixing two versions. */
+struct dl_job {
+	struct s3_client *c;
+	const char *key;
+	const char *if_match; /* "If-Match: ..." */
+	int fd;
+	uint64_t size, nparts;
+	pthread_mutex_t lock; /* guards next, failed, err */
+	uint64_t next;
+	bool failed;
+	char err[ERR_MSG_MAX];
+};
+
+static void *dl_worker(void *opaque)
+{
+	struct dl_job *j = opaque;
+	for (;;) {
+		char range[64];
+		struct s3_req r = { .method = "GET", .key = j->key, .range = range, .sink = SINK_FD, .fd = j->fd };
+		uint64_t part;
+		int rc;
+		pthread_mutex_lock(&j->lock);
+		if (j->failed || j->next >= j->nparts) {
+			pthread_mutex_unlock(&j->lock);
+			return NULL;
+		}
+		part = j->next++;
+		pthread_mutex_unlock(&j->lock);
+		r.fd_off = part * j->c->part_size;
+		r.buf_len = (size_t)MIN(j->c->part_size, j->size - r.fd_off);
+		r.hdrs[0] = j->if_match;
+		snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)r.fd_off,
+			 (unsigned long long)(r.fd_off + r.buf_len - 1));
+		rc = s3_request(j->c, &r);
+		req_release(&r);
+		if (rc < 0) {
+			pthread_mutex_lock(&j->lock);
+			if (!j->failed) {
+				j->failed = true;
+				snprintf(j->err, sizeof(j->err), "range %llu of %llu: %s%s",
+					 (unsigned long long)(part + 1), (unsigned long long)j->nparts, err_msg(),
+					 strstr(err_msg(), "HTTP 412") ? " (the object changed during the download)" : "");
+			}
+			pthread_mutex_unlock(&j->lock);
+			return NULL;
+		}
+	}
+}
+
+static int download_parallel(struct s3_client *c, const char *key, int fd, uint64_t size, const char *etag,
+			     bool have_crc, uint32_t want_crc)
+{
+	char if_match[160];
+	struct dl_job j = { .c = c, .key = key, .if_match = if_match, .fd = fd, .size = size };
+	pthread_t th[64];
+	unsigned nth, started = 0;
+	uint32_t crc = 0;
+	snprintf(if_match, sizeof(if_match), "If-Match: %s", etag);
+	if (ftruncate(fd, (off_t)size) < 0)
+		return err_set_errno(errno, "cannot size the download file");
+	j.nparts = (size + c->part_size - 1) / c->part_size;
+	pthread_mutex_init(&j.lock, NULL);
+	nth = (unsigned)MIN((uint64_t)c->upload_threads, j.nparts);
+	for (; started < nth; started++)
+		if (pthread_create(&th[started], NULL, dl_worker, &j) != 0)
+			break;
+	if (started == 0)
+		dl_worker(&j);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&j.lock);
+	if (j.failed)
+		return fail_with(EIO, "%s", j.err);
+	if (!have_crc)
+		return 0;
+	if (file_crc(fd, size, &crc) < 0)
+		return -1;
+	if (crc != want_crc) {
+		char want[9], got[9];
+		s3_crc_b64(want_crc, want);
+		s3_crc_b64(crc, got);
+		return fail_with(EIO, "checksum mismatch: object says crc32c %s, data has %s", want, got);
+	}
+	return 0;
+}
+
 int s3_download(struct s3_client *c, const char *key, const char *path)
 {
 	char tmp[PATH_MAX];
 	struct s3_req r = { .method = "GET", .key = key, .sink = SINK_FD };
+	struct s3_req head = { .method = "HEAD", .key = key, .sink = SINK_NONE };
 	int fd, rc;
+	bool parallel = false;
+	/* large objects come down in parallel ranges: learn size, ETag and checksum first */
+	if (c->upload_threads > 1) {
+		if (s3_request(c, &head) < 0) {
+			req_release(&head);
+			return err_prefix("cannot download '%s' from %s", key, c->describe);
+		}
+		parallel = head.have_cl && head.content_length > c->multipart_threshold && head.etag[0];
+	}
+	req_release(&head); /* a HEAD has no body: only the parsed headers are used below */
 	if (parent_mkdir(path) < 0)
 		return err_prefix("cannot download '%s' from %s", key, c->describe);
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%llx", path, (int)getpid(), (unsigned long long)now_ns()) >=
 	    (int)sizeof(tmp))
 		return err_set_errno(ENAMETOOLONG, "cannot download to '%s'", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return err_set_errno(errno, "cannot create '%s'", tmp);
 	r.fd = fd;
+	if (parallel) {
+		rc = download_parallel(c, key, fd, head.content_length, head.etag, head.have_crc, head.obj_crc);
+		goto publish;
+	}
 	rc = s3_request(c, &r);
 	if (rc == 0 && r.have_cl && r.got != r.content_length)
 		rc = err_set_errno(EIO, "got %llu of %llu bytes", (unsigned long long)r.got,
@@ -799,6 +910,7 @@ int s3_download(struct s3_client *c, const char *key, const char *path)
 		s3_crc_b64(r.crc, got);
 		rc = err_set_errno(EIO, "checksum mismatch: object says crc32c %s, data has %s", want, got);
 	}
+publish:
 	if (rc == 0 && fsync(fd) < 0)
 		rc = err_set_errno(errno, "cannot fsync '%s'", tmp);
 	if (close(fd) < 0 && rc == 0)
