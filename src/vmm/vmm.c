@@ -196,6 +196,10 @@ pid_t vmm_pid(const struct vmm *vm)
 {
 	return vm->pid;
 }
+int vmm_exit_fd(const struct vmm *vm)
+{
+	return vm->reaped ? -1 : vm->pidfd;
+}
 const struct vmm_machine *vmm_machine(const struct vmm *vm)
 {
 	return &vm->machine;

@@ -133,6 +133,10 @@ pid_t vmm_pid(const struct vmm *vm);
 /* The machine options in effect (version filled in). */
 const struct vmm_machine *vmm_machine(const struct vmm *vm);
 const struct vmm_times *vmm_times(const struct vmm *vm);
+/* A pidfd that becomes readable when the VMM process exits (for poll/epoll in the caller's
+ * event loop; then call vmm_alive to reap). -1 when the kernel has no pidfd or the process is
+ * already reaped. Owned by vm: do not close. */
+int vmm_exit_fd(const struct vmm *vm);
 /* false when QEMU has exited (it is reaped then); *why (optional) describes the exit. */
 bool vmm_alive(struct vmm *vm, const char **why);
 /* QEMU's run state ("running", "paused", "postmigrate", ...) into buf. 0/-1 + err. */

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -208,7 +209,8 @@ int main(int argc, char **argv)
 		FAIL("vmm_restore", "%s", err_msg());
 		return 1;
 	}
-	printf("restore gen1: spawn->running %.1f ms\n", vmm_times(vm)->spawn_to_running / 1e6);
+	printf("restore gen1: spawn->qmp %.1f ms, spawn->running %.1f ms\n", vmm_times(vm)->spawn_to_qmp / 1e6,
+	       vmm_times(vm)->spawn_to_running / 1e6);
 	t1 = wait_tick(c.serial_log, t_boot, 20, &lines);
 	if (t1 > t_boot && lines == t1)
 		PASS("vmm_restore_continues");
@@ -269,7 +271,12 @@ int main(int argc, char **argv)
 	/* 6. QEMU killed: reported dead, reaped */
 	pid_t pid = vmm_pid(vm);
 	const char *why = NULL;
+	struct pollfd pfd = { .fd = vmm_exit_fd(vm), .events = POLLIN };
+	if (pfd.fd < 0 || poll(&pfd, 1, 0) != 0)
+		FAIL("vmm_exit_fd", "no exit fd, or readable while QEMU runs");
 	kill(pid, SIGKILL);
+	if (pfd.fd >= 0 && poll(&pfd, 1, 5000) != 1)
+		FAIL("vmm_exit_fd", "not readable after kill");
 	uint64_t end = now_ns() + 5000000000ull;
 	while (vmm_alive(vm, &why) && now_ns() < end)
 		usleep(1000);
