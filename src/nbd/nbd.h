@@ -31,6 +31,10 @@
  * EINVAL reply; a larger WRITE closes the connection (its payload cannot be trusted). */
 #define NBD_MAX_PAYLOAD (32u << 20)
 #define NBD_WORKERS_PER_CONN 8
+/* Open connections per server; more are closed at accept. */
+#define NBD_MAX_CONNECTIONS 256
+/* A client must finish the handshake within this many seconds of silence. */
+#define NBD_HANDSHAKE_TIMEOUT_S 30
 
 /* The device behind an export. Each op returns 0, or -1 with errno set (mapped to the NBD
  * error field: EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP; others -> EIO).

@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include "internal.h"
@@ -175,8 +176,13 @@ static void *thread_main(void *arg)
 	if (first) {
 		/* the connection's first thread: handshake, then bring up the other workers */
 		int r = 1;
-		if (c->handshake)
+		if (c->handshake) {
+			/* a client that stalls in the handshake does not hold its thread forever */
+			struct timeval tv = { .tv_sec = NBD_HANDSHAKE_TIMEOUT_S }, none = { 0 };
+			setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 			r = nbd_handshake(c);
+			setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+		}
 		if (r < 0)
 			conn_fail(c);
 		if (r == 1) {
@@ -227,11 +233,15 @@ static int conn_start(struct nbd_server *srv, int fd, bool handshake)
 	pthread_mutex_init(&c->recv_lock, NULL);
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_lock(&srv->lock);
-	if (srv->stopping) {
+	if (srv->stopping || srv->active >= NBD_MAX_CONNECTIONS) {
+		bool stopping = srv->stopping;
 		pthread_mutex_unlock(&srv->lock);
 		close(fd);
+		pthread_mutex_destroy(&c->recv_lock);
+		pthread_mutex_destroy(&c->send_lock);
 		free(c);
-		return err_set("server is stopping");
+		return stopping ? err_set("server is stopping")
+				: err_set("refusing a connection: %d are open", NBD_MAX_CONNECTIONS);
 	}
 	c->id = ++srv->next_id;
 	c->next = srv->conns;
