@@ -234,6 +234,25 @@ r=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Access-Token: s3cret' -d '{"acc
 r=$(curl -s -o /dev/null -w '%{http_code}' -d '{"accessToken":"s3cret"}' "$URL/init")
 [ "$r" = 204 ] && pass init_same_token_204 || fail init_same_token_204 "$r"
 
+# signed file URLs (the reference's): v1_ + unpadded base64(sha256("path:op:user:token[:exp]"))
+sign() { printf 'v1_%s' "$(printf '%s' "$1" | sha256sum | cut -d' ' -f1 | tr a-f A-F | basenc --base16 -d | base64 | tr -d '=\n' | sed 's|+|%2B|g')"; }
+echo signed >"$T/signed.txt"
+sig=$(sign "$T/signed.txt:read::s3cret")
+r=$(curl -s -w ' %{http_code}' "$URL/files?path=$T/signed.txt&signature=$sig")
+[ "$(echo $r)" = "signed 200" ] && pass signed_download || fail signed_download "$r"
+exp=$(($(date +%s) + 60))
+sig=$(sign "$T/signed2.txt:write:root:s3cret:$exp")
+r=$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$T/signed.txt" "$URL/files?path=$T/signed2.txt&username=root&signature=$sig&signature_expiration=$exp")
+[ "$r" = 200 ] && [ -f "$T/signed2.txt" ] && pass signed_upload_with_expiration || fail signed_upload_with_expiration "$r"
+r=$(curl -s -o /dev/null -w '%{http_code}' "$URL/files?path=$T/signed.txt&signature=v1_wrong")
+[ "$r" = 401 ] && pass bad_signature_401 || fail bad_signature_401 "$r"
+old=$(($(date +%s) - 10))
+sig=$(sign "$T/signed.txt:read::s3cret:$old")
+r=$(curl -s -w ' %{http_code}' "$URL/files?path=$T/signed.txt&signature=$sig&signature_expiration=$old")
+echo "$r" | grep -q 'expired.*401$' && pass expired_signature_401 || fail expired_signature_401 "$r"
+r=$(curl -s -o /dev/null -w '%{http_code}' "$URL/files?path=$T/signed.txt")
+[ "$r" = 401 ] && pass unsigned_download_401 || fail unsigned_download_401 "$r"
+
 # ---- leaks: every child reaped, fds back to the baseline
 for _ in $(seq 40); do [ "$(envd_children)" = 0 ] && [ "$(envd_fds)" -le "$base_fds" ] && break; sleep 0.05; done
 [ "$(envd_children)" = 0 ] && pass no_child_left || fail no_child_left "$(ps -o pid,stat,cmd --ppid "$EPID")"

@@ -67,6 +67,11 @@ void state_init(bool allow_clock);
 /* 0 when the request may pass (no token set, or header matches). */
 bool state_token_ok(const char *header_value);
 bool state_token_is_set(void);
+/* The reference's signed file URL check (no X-Access-Token header): signature must be
+ * "v1_" + unpadded base64 of sha256("path:op:user:token[:expiration]") and not expired.
+ * 0, or -1 with *msg set. */
+int state_check_signature(const char *path, const char *op, const char *user,
+			  const char *signature, const char *expiration, const char **msg);
 /* Copies the default user / workdir into out ("" when unset). */
 void state_default_user(char *out, size_t len);
 void state_default_workdir(char *out, size_t len);
@@ -122,6 +127,7 @@ int b64_decode(const char *in, size_t inlen, unsigned char **out, size_t *outlen
 void format_rfc3339(int64_t sec, long nsec, char *out, size_t len);
 /* Parse RFC 3339 (any offset, optional fraction) into ns since the epoch. 0/-1. */
 int parse_rfc3339(const char *s, int64_t *ns);
+void sha256(const void *data, size_t len, unsigned char out[32]);
 /* HTTP status for an errno (CONTRACTS §5). */
 int errno_http_status(int e);
 /* Connect code for an errno. */

@@ -386,20 +386,24 @@ ssize_t http_query_get(const char *query, const char *key, char *out, size_t out
 					c = ' ';
 				} else if (c == '%') {
 					if (i + 2 >= vl)
-						return -2;
+						goto bad;
 					int hi = hexval((unsigned char)v[i + 1]), lo = hexval((unsigned char)v[i + 2]);
 					if (hi < 0 || lo < 0)
-						return -2;
+						goto bad;
 					c = hi * 16 + lo;
 					i += 2;
 				}
 				if (c == 0 || o + 1 >= outlen)
-					return -2;
+					goto bad;
 				out[o++] = (char)c;
 			}
 			if (outlen)
 				out[o] = '\0';
 			return (ssize_t)o;
+bad:
+			if (outlen)
+				out[0] = '\0';
+			return -2;
 		}
 		p = amp ? amp + 1 : NULL;
 	}

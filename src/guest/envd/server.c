@@ -377,7 +377,22 @@ static void route(struct conn *c)
 	}
 	bool is_init = strcmp(p, "/init") == 0 && strcmp(m, "POST") == 0;
 	/* /init checks the token itself: the orchestrator may re-send the same token in the body. */
-	if (!is_init && !state_token_ok(http_header(&c->req, "X-Access-Token"))) {
+	const char *token = http_header(&c->req, "X-Access-Token");
+	bool files = strcmp(p, "/files") == 0 && (strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0);
+	if (files && !token && state_token_is_set()) {
+		/* file URLs may be signed instead (the reference's download/upload URLs) */
+		char path[PATH_MAX] = "", user[256] = "", sig[128] = "", exp[32] = "";
+		http_query_get(c->req.query, "path", path, sizeof(path));
+		http_query_get(c->req.query, "username", user, sizeof(user));
+		http_query_get(c->req.query, "signature", sig, sizeof(sig));
+		http_query_get(c->req.query, "signature_expiration", exp, sizeof(exp));
+		const char *msg;
+		if (state_check_signature(path, strcmp(m, "GET") == 0 ? "read" : "write", user, sig, exp,
+					  &msg) < 0) {
+			conn_json_error(c, 401, "%s", msg);
+			return;
+		}
+	} else if (!is_init && !state_token_ok(token)) {
 		conn_json_error(c, 401, "unauthorized access, please provide a valid access token");
 		return;
 	}

@@ -56,6 +56,62 @@ bool state_token_is_set(void)
 	return set;
 }
 
+int state_check_signature(const char *path, const char *op, const char *user,
+			  const char *signature, const char *expiration, const char **msg)
+{
+	if (!signature || !*signature) {
+		*msg = "missing signature query parameter";
+		return -1;
+	}
+	long long exp = 0;
+	if (expiration && *expiration) {
+		char *end;
+		exp = strtoll(expiration, &end, 10);
+		if (*end) {
+			*msg = "invalid signature_expiration";
+			return -1;
+		}
+	}
+	pthread_mutex_lock(&state_lock);
+	if (!token) {
+		pthread_mutex_unlock(&state_lock);
+		return 0;
+	}
+	size_t n = strlen(path) + strlen(op) + strlen(user) + strlen(token) + 32;
+	char *raw = malloc(n);
+	if (!raw) {
+		pthread_mutex_unlock(&state_lock);
+		*msg = "out of memory";
+		return -1;
+	}
+	if (expiration && *expiration)
+		snprintf(raw, n, "%s:%s:%s:%s:%lld", path, op, user, token, exp);
+	else
+		snprintf(raw, n, "%s:%s:%s:%s", path, op, user, token);
+	pthread_mutex_unlock(&state_lock);
+	unsigned char digest[32];
+	sha256(raw, strlen(raw), digest);
+	explicit_bzero(raw, n);
+	free(raw);
+	char *b = b64_encode(digest, sizeof(digest));
+	if (!b) {
+		*msg = "out of memory";
+		return -1;
+	}
+	char want[64];
+	snprintf(want, sizeof(want), "v1_%.*s", 43, b); /* 32 bytes = 43 chars unpadded */
+	free(b);
+	if (!const_eq(want, signature)) {
+		*msg = "invalid signature";
+		return -1;
+	}
+	if (expiration && *expiration && exp < (long long)time(NULL)) {
+		*msg = "signature is already expired";
+		return -1;
+	}
+	return 0;
+}
+
 void state_default_user(char *out, size_t len)
 {
 	pthread_mutex_lock(&state_lock);
