@@ -24,6 +24,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <libmnl/libmnl.h>
@@ -334,6 +335,7 @@ int nft_run(const char *nft, int nsfd, const char *script)
 			_exit(126);
 		if (dup2(in[0], 0) < 0 || dup2(errp[1], 1) < 0 || dup2(errp[1], 2) < 0)
 			_exit(126);
+		syscall(SYS_close_range, 3, ~0u, 0);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <json-c/json.h>
@@ -321,6 +322,8 @@ static int qemu_spawn(struct qemu_vm *q, const struct vmm_config *c, bool restor
 		} else if (dup2(sv[1], QMP_FD) < 0) {
 			_exit(126);
 		}
+		/* whatever another module left without O_CLOEXEC must not live on in QEMU */
+		syscall(SYS_close_range, QMP_FD + 1, ~0u, 0);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
