@@ -11,7 +11,7 @@ $(B)/guest-obj/%.o: %.c
 
 $(B)/guest/envd: $(ENVD_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -static -Wl,--gc-sections $(ENVD_OBJS) -l:libjson-c.a -pthread -o $@
+	$(CC) -static -Wl,--gc-sections $(ENVD_OBJS) -l:libjson-c.a -l:libz.a -pthread -o $@
 
 ALL_EXTRA += $(B)/guest/envd
 
@@ -24,6 +24,6 @@ $(B)/fuzz/fuzz_envd_http: fuzz/fuzz_envd_http.c src/guest/envd/http.c src/guest/
 # An AddressSanitizer/UBSan build of envd (dynamic) for tests/shell/envd_asan.sh.
 $(B)/asan/guest/envd: $(ENVD_SRCS) $(ENVD_COMMON) $(wildcard src/guest/envd/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -O1 $(ENVD_SRCS) $(ENVD_COMMON) -ljson-c -o $@
+	$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -O1 $(ENVD_SRCS) $(ENVD_COMMON) -ljson-c -lz -o $@
 
 asan-tests: $(B)/asan/guest/envd

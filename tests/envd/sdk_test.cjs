@@ -71,6 +71,12 @@ async function t(name, fn) {
     const back = await sbx.files.read(f + '.bin', { format: 'bytes' });
     return (back.length === data.length && back.every((b, i) => b === data[i])) || back.length;
   });
+  await t('files_write_read_gzip', async () => {
+    const g = path.join(dir, 'sdk', 'gz.txt');
+    await sbx.files.write(g, 'zipped '.repeat(1000), { gzip: true });
+    const back = await sbx.files.read(g, { gzip: true });
+    return back === 'zipped '.repeat(1000) || back.length;
+  });
   await t('files_write_multi', async () => {
     const r = await sbx.files.write([{ path: path.join(dir, 'sdk', 'm1'), data: 'a' }, { path: path.join(dir, 'sdk', 'm2'), data: 'b' }]);
     return (r.length === 2 && (await sbx.files.read(path.join(dir, 'sdk', 'm2'))) === 'b') || r;

@@ -82,6 +82,12 @@ ct=$(curl -s -o /dev/null -w '%{content_type}' "$URL/files?path=$T/up/deep/1m.bi
 curl -s -o /dev/null -H 'Content-Type: application/octet-stream' -H 'Transfer-Encoding: chunked' --data-binary "@$T/1m.bin" "$URL/files?path=$T/up/raw.bin"
 got=$(sha256sum <"$T/up/raw.bin" | cut -d' ' -f1)
 [ "$got" = "$want" ] && pass upload_raw_chunked || fail upload_raw_chunked "$got"
+gzip -c "$T/1m.bin" >"$T/1m.bin.gz"
+curl -s -o /dev/null -H 'Content-Type: application/octet-stream' -H 'Content-Encoding: gzip' --data-binary "@$T/1m.bin.gz" "$URL/files?path=$T/up/gz.bin"
+got=$(sha256sum <"$T/up/gz.bin" | cut -d' ' -f1)
+[ "$got" = "$want" ] && pass upload_gzip_raw || fail upload_gzip_raw "$got"
+r=$(curl -s -w ' %{http_code}' -H 'Content-Type: application/octet-stream' -H 'Content-Encoding: gzip' --data-binary "@$T/1m.bin" "$URL/files?path=$T/up/badgz.bin")
+echo "$r" | grep -q 'gzip.*400$' && pass upload_bad_gzip_400 || fail upload_bad_gzip_400 "$r"
 # filename from the part when no path is given, relative to the user's home is covered below
 r=$(curl -s -w ' %{http_code}' -F "file=@$T/1m.bin;filename=$T/up/named.bin" "$URL/files")
 [ -f "$T/up/named.bin" ] && pass upload_path_from_filename || fail upload_path_from_filename "$r"

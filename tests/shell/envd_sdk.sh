@@ -25,7 +25,7 @@ fi
 envd_start 49983 || { fail envd_start "envd did not come up on 49983 ($(tail -3 "$T/envd.log"))"; envd_sanitizer_check
 finish; }
 mkdir -p "$T/work"
-timeout 120 node "$ROOT/tests/envd/sdk_test.cjs" "$NM/node_modules" "$T/work" || _failed=1
+timeout 120 node "$ROOT/tests/envd/sdk_test.cjs" "$NM/node_modules" "$T/work" || fail sdk_script "node exited with status $?"
 [ "$(envd_children)" = 0 ] && pass sdk_no_child_left || fail sdk_no_child_left "$(ps -o pid,cmd --ppid "$EPID")"
 envd_sanitizer_check
 finish

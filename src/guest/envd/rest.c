@@ -17,6 +17,7 @@
 #include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "envd.h"
 
@@ -229,11 +230,53 @@ static void handle_download(struct conn *c)
 
 struct upload {
 	struct conn *c;
+	bool gzip; /* Content-Encoding: gzip */
+	z_stream zs;
+	char *zin;
+	bool zin_eof, z_end;
 	struct envd_user *u;
 	struct json_object *result; /* array of EntryInfo */
 	int status;                 /* error status or 0 */
 	char msg[600];
 };
+
+/* Read the (decoded) upload body: > 0 bytes, 0 at its end, -1 with errno. */
+static ssize_t upload_read(struct upload *up, void *buf, size_t n)
+{
+	if (!up->gzip)
+		return conn_body_read(up->c, buf, n);
+	if (up->z_end)
+		return 0;
+	up->zs.next_out = buf;
+	up->zs.avail_out = (uInt)MIN(n, 1u << 30);
+	for (;;) {
+		if (up->zs.avail_in == 0 && !up->zin_eof) {
+			ssize_t r = conn_body_read(up->c, up->zin, 65536);
+			if (r < 0)
+				return -1;
+			if (r == 0)
+				up->zin_eof = true;
+			up->zs.next_in = (Bytef *)up->zin;
+			up->zs.avail_in = (uInt)r;
+		}
+		int zr = inflate(&up->zs, Z_NO_FLUSH);
+		size_t produced = n - up->zs.avail_out;
+		if (zr == Z_STREAM_END) {
+			up->z_end = true;
+			return (ssize_t)produced;
+		}
+		if (zr != Z_OK && zr != Z_BUF_ERROR) {
+			errno = EBADMSG;
+			return -1;
+		}
+		if (produced)
+			return (ssize_t)produced;
+		if (up->zin_eof && up->zs.avail_in == 0) {
+			errno = EBADMSG; /* truncated gzip stream */
+			return -1;
+		}
+	}
+}
 
 /* Open the destination as the user, creating parents. Returns fd or -1 with up->status. */
 static int upload_open(struct upload *up, const char *path)
@@ -324,9 +367,13 @@ static void upload_raw(struct upload *up, const char *qpath)
 		return;
 	char *buf = malloc(UPLOAD_BUF);
 	for (;;) {
-		ssize_t n = buf ? conn_body_read(up->c, buf, UPLOAD_BUF) : -1;
+		ssize_t n = buf ? upload_read(up, buf, UPLOAD_BUF) : -1;
 		if (n < 0) {
 			up->status = 400;
+			if (errno == EBADMSG) {
+				snprintf(up->msg, sizeof(up->msg), "invalid gzip body");
+				break;
+			}
 			snprintf(up->msg, sizeof(up->msg), "error reading request body: %s", strerror(errno));
 			break;
 		}
@@ -410,7 +457,7 @@ static void upload_multipart(struct upload *up, const char *ctype, const char *q
 	do {                                                                                 \
 		if (eof)                                                                     \
 			break;                                                               \
-		ssize_t _n = conn_body_read(up->c, buf + have, cap - have);                  \
+		ssize_t _n = upload_read(up, buf + have, cap - have);                        \
 		if (_n < 0) {                                                                \
 			up->status = 400;                                                    \
 			snprintf(up->msg, sizeof(up->msg), "error reading request body: %s", \
@@ -519,11 +566,20 @@ static void handle_upload(struct conn *c)
 		return;
 	const char *ctype = http_header(&c->req, "Content-Type");
 	const char *cenc = http_header(&c->req, "Content-Encoding");
-	if (cenc && strcasecmp(cenc, "identity") != 0) {
-		conn_json_error(c, 400, "unsupported Content-Encoding '%s'", cenc);
+	struct upload up = { .c = c, .u = &u };
+	if (cenc && strcasecmp(cenc, "gzip") == 0) {
+		up.gzip = true;
+		up.zin = malloc(65536);
+		if (!up.zin || inflateInit2(&up.zs, 16 + MAX_WBITS) != Z_OK) {
+			free(up.zin);
+			conn_json_error(c, 500, "cannot set up gzip decoding");
+			return;
+		}
+	} else if (cenc && strcasecmp(cenc, "identity") != 0) {
+		conn_json_error(c, 400, "unsupported Content-Encoding '%s' (identity or gzip)", cenc);
 		return;
 	}
-	struct upload up = { .c = c, .u = &u, .result = json_object_new_array() };
+	up.result = json_object_new_array();
 	if (ctype && strncasecmp(ctype, "multipart/", 10) == 0)
 		upload_multipart(&up, ctype, have_path ? qpath : NULL);
 	else if (ctype && strncasecmp(ctype, "application/octet-stream", 24) == 0)
@@ -539,6 +595,10 @@ static void handle_upload(struct conn *c)
 	else
 		conn_respond_json(c, 200, up.result);
 	json_object_put(up.result);
+	if (up.gzip) {
+		inflateEnd(&up.zs);
+		free(up.zin);
+	}
 }
 
 void rest_handle(struct conn *c)
