@@ -26,7 +26,7 @@
 static int failed;
 static const char *opt_kernel, *opt_initrd, *opt_dir, *opt_rootfs, *opt_accel;
 static uint64_t opt_mem = 256;
-static int64_t opt_runs = 0;
+static int64_t opt_runs = 0, opt_concurrent = 0;
 
 #define PASS(n) printf("PASS %s\n", n)
 #define FAIL(n, ...)                                                                               \
@@ -142,6 +142,7 @@ int main(int argc, char **argv)
 		FLAG_DEF("accel", FLAG_STRING, &opt_accel, "accelerator override"),
 		FLAG_DEF("mem", FLAG_U64, &opt_mem, "guest RAM in MiB"),
 		FLAG_DEF("runs", FLAG_INT, &opt_runs, "timed restores (0 = none)"),
+		FLAG_DEF("concurrent", FLAG_INT, &opt_concurrent, "VMs restored at once from one memfile"),
 	};
 	struct flagset fs = { .prog = "vmm_scenario", .synopsis = "-kernel K -initrd I -dir D",
 			      .flags = fl, .nflags = ARRAY_SIZE(fl) };
@@ -217,6 +218,64 @@ int main(int argc, char **argv)
 	else
 		FAIL("vmm_restore_continues", "tick %ld lines %ld after boot's %ld", t1, lines, t_boot);
 	usleep(500000);
+
+	/* 3b. N more restores of the same memfile at once: all run, memory stays shared */
+	if (opt_concurrent > 0) {
+		struct vmm **vms = calloc((size_t)opt_concurrent, sizeof(*vms));
+		char **logs = calloc((size_t)opt_concurrent, sizeof(*logs));
+		int ok = 1;
+		uint64_t anon = 0;
+		for (int k = 0; k < opt_concurrent; k++) {
+			char name[32];
+			snprintf(name, sizeof(name), "serial-c%d.log", k);
+			logs[k] = path(name);
+			struct vmm_config cc;
+			config_init(&cc, &m, mem0, logs[k]);
+			if (opt_rootfs) { /* an image file can be opened by one QEMU only */
+				snprintf(name, sizeof(name), "disk-c%d.img", k);
+				cc.rootfs = path(name);
+				if (copy_file(opt_rootfs, cc.rootfs) < 0)
+					die("cannot copy %s", opt_rootfs);
+			}
+			if (vmm_restore(&cc, state0, &vms[k]) < 0) {
+				FAIL("vmm_concurrent_restores", "restore %d: %s", k, err_msg());
+				ok = 0;
+				break;
+			}
+		}
+		for (int k = 0; ok && k < opt_concurrent; k++) {
+			long l, t = wait_tick(logs[k], t_boot, 30, &l);
+			if (t <= t_boot || l != t) {
+				FAIL("vmm_concurrent_restores", "VM %d: tick %ld lines %ld", k, t, l);
+				ok = 0;
+			}
+		}
+		for (int k = 0; k < opt_concurrent && vms[k]; k++) {
+			char stp[64], line[256];
+			snprintf(stp, sizeof(stp), "/proc/%d/status", (int)vmm_pid(vms[k]));
+			FILE *f = fopen(stp, "re");
+			while (f && fgets(line, sizeof(line), f)) {
+				unsigned long kb;
+				if (sscanf(line, "RssAnon: %lu kB", &kb) == 1)
+					anon += kb;
+			}
+			if (f)
+				fclose(f);
+		}
+		if (ok) {
+			PASS("vmm_concurrent_restores");
+			printf("%lld VMs from one memfile: RssAnon avg %.1f MiB per QEMU (guest RAM %llu MiB)\n",
+			       (long long)opt_concurrent, anon / 1024.0 / (double)opt_concurrent,
+			       (unsigned long long)opt_mem);
+		}
+		for (int k = 0; k < opt_concurrent; k++) {
+			vmm_quit(vms[k]);
+			free(logs[k]);
+		}
+		config_init(&c, &m, mem0, path("serial1.log"));
+		free(vms);
+		free(logs);
+	}
 
 	/* 4. pause into a diff */
 	struct vmm_diff d;

@@ -4,6 +4,7 @@
 # snapshotted (device state only, x-ignore-shared), restored from the memfile with share=off
 # under the seccomp sandbox, paused into a diff (dirty pages + filtered state), restored as the
 # next generation (base + diff), then killed: each step must keep the guest's counters going.
+# Four more restores of the same memfile run at once (RssAnon per QEMU printed).
 # Also times 10 restores of ours against restores from a full migration stream (p50), and
 # captures a real stream for the migstream parser (test_migstream_real).
 . "$(dirname "$0")/lib.sh"
@@ -39,7 +40,7 @@ truncate -s 16M "$T/disk.img"
 # any QEMU left behind by the helper is killed by pid
 on_exit 'for p in $(pgrep -f "mem-path=$T/" 2>/dev/null); do kill -9 $p; done'
 
-"$H/vmm_scenario" -kernel "$K" -initrd "$T/initrd.gz" -dir "$T" -rootfs "$T/disk.img" -runs "${VMM_RUNS:-10}" \
+"$H/vmm_scenario" -kernel "$K" -initrd "$T/initrd.gz" -dir "$T" -rootfs "$T/disk.img" -runs "${VMM_RUNS:-10}" -concurrent "${VMM_CONCURRENT:-4}" \
   >"$T/out" 2>&1
 rc=$?
 cat "$T/out"
