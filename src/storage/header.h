@@ -67,7 +67,9 @@ int header_validate(const struct header *h);
 /* Serialize as version 3 (h->version is written as is if 1..3). Returns malloc'd buffer. */
 void *header_serialize(const struct header *h, size_t *len);
 
-/* Synthesize the header of a legacy build (data object without header; spec §2.1). */
+/* Synthesize the header of a legacy build (data object without header; spec §2.1):
+ * version 1, generation 1, build = base = *build, one mapping over [0, size). Validated:
+ * -1 + err when size is 0 or not a multiple of block_size. */
 int header_legacy(struct header *h, const uuid_t16 *build, uint64_t block_size, uint64_t size);
 
 /* Deep copy. */
@@ -93,7 +95,9 @@ int mappings_from_bitmap(const uint64_t *bits, uint64_t nblocks, uint64_t block_
 			 const uuid_t16 *build, struct mapping **out, size_t *nout);
 
 /* New diff header on top of base (spec §3.6): dirty blocks -> new_build (packed in order),
- * empty blocks -> nil; generation + 1; merged and normalized; validated. */
+ * empty blocks -> nil; generation + 1; merged and normalized; validated. dirty / empty may be
+ * NULL (no such blocks); each has size/block_size bits. The result is always version 3 and
+ * keeps base->base_build_id. out is filled on success only (release with header_release). */
 int header_diff(const struct header *base, const uuid_t16 *new_build, const uint64_t *dirty,
 		const uint64_t *empty, struct header *out);
 
