@@ -314,7 +314,10 @@ static int qemu_spawn(struct qemu_vm *q, const struct vmm_config *c, bool restor
 		/* child: only async-signal-safe calls from here */
 		if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0)
 			_exit(126);
-		if (dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+		/* dup2 onto itself keeps O_CLOEXEC: clear it by hand in that case */
+		if ((devnull == 0 ? fcntl(0, F_SETFD, 0) : dup2(devnull, 0)) < 0 ||
+		    (logfd == 1 ? fcntl(1, F_SETFD, 0) : dup2(logfd, 1)) < 0 ||
+		    (logfd == 2 ? fcntl(2, F_SETFD, 0) : dup2(logfd, 2)) < 0)
 			_exit(126);
 		if (sv[1] == QMP_FD) {
 			if (fcntl(QMP_FD, F_SETFD, 0) < 0)
