@@ -14,8 +14,10 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -406,8 +408,18 @@ static int send_read_spliced(struct nbd_conn *c, struct nbd_buf *b, uint64_t coo
 	ret = 1;
 out:
 	pthread_mutex_unlock(&c->send_lock);
-	if (ret < 0)
+	if (ret < 0) {
+		int e = errno;
+		sigset_t pipe_set;
 		pipe_close(b); /* it may hold stray bytes */
+		if (e == EPIPE) {
+			/* the SIGPIPE splice raised is pending on this thread (blocked): drop it */
+			sigemptyset(&pipe_set);
+			sigaddset(&pipe_set, SIGPIPE);
+			sigtimedwait(&pipe_set, NULL, &(struct timespec){ 0, 0 });
+		}
+		errno = e;
+	}
 	return ret;
 }
 

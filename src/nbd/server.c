@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -169,6 +170,12 @@ static void *thread_main(void *arg)
 {
 	struct nbd_conn *c = arg;
 	bool first;
+	sigset_t pipe_set;
+	/* splice() to a socket whose peer left raises SIGPIPE (it has no MSG_NOSIGNAL): keep it
+	 * away from the process; proto.c drains it after an EPIPE */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
 	pthread_mutex_lock(&c->srv->lock);
 	first = !c->running;
 	c->running = true;
