@@ -119,6 +119,23 @@ async function t(name, fn) {
     const r = await h.wait().catch((e) => e);
     return (seen.includes('pty-42') && seen.includes('30 100') && r.exitCode === 0) || { seen, code: r.exitCode };
   });
+  await t('watch_dir', async () => {
+    const wdir = path.join(dir, 'watched');
+    await sbx.files.makeDir(wdir);
+    const events = [];
+    const h = await sbx.files.watchDir(wdir, (ev) => events.push(ev), { recursive: true });
+    await sbx.files.write(path.join(wdir, 'w.txt'), 'x');
+    await sbx.files.makeDir(path.join(wdir, 'sub'));
+    await new Promise((r) => setTimeout(r, 200));
+    await sbx.files.write(path.join(wdir, 'sub', 'deep.txt'), 'y');
+    await sbx.files.remove(path.join(wdir, 'w.txt'));
+    for (let i = 0; i < 40 && !events.some((e) => e.name === 'w.txt' && e.type === 'remove'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    await h.stop();
+    const has = (n, t) => events.some((e) => e.name === n && e.type === t);
+    return (has('w.txt', 'create') && has('w.txt', 'write') && has('sub', 'create') &&
+            has('sub/deep.txt', 'create') && has('w.txt', 'remove')) || events;
+  });
   await t('is_running', async () => (await sbx.isRunning()) === true);
   process.exit(failed);
 })().catch((e) => { console.log(`FAIL sdk: ${e && e.stack}`); process.exit(1); });

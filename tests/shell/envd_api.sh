@@ -147,7 +147,7 @@ r=$(rpc filesystem.Filesystem/Remove "{\"path\":\"$T/fs/new\"}")
 [ "${r%% *}" = 200 ] && [ ! -e "$T/fs/new" ] && pass remove_recursive || fail remove_recursive "$r"
 r=$(rpc filesystem.Filesystem/Remove "{\"path\":\"$T/fs/new\"}")
 [ "${r%% *}" = 200 ] && pass remove_missing_ok_like_reference || fail remove_missing_ok_like_reference "$r"
-r=$(rpc filesystem.Filesystem/WatchDir '{}')
+r=$(rpc filesystem.Filesystem/CreateWatcher '{}')
 echo "$r" | grep -q '^501 .*unimplemented' && pass unimplemented_method_501 || fail unimplemented_method_501 "$r"
 
 # ---- bad input

@@ -25,7 +25,11 @@ fi
 envd_start 49983 || { fail envd_start "envd did not come up on 49983 ($(tail -3 "$T/envd.log"))"; envd_sanitizer_check
 finish; }
 mkdir -p "$T/work"
+base_fds=$(envd_fds)
 timeout 120 node "$ROOT/tests/envd/sdk_test.cjs" "$NM/node_modules" "$T/work" || fail sdk_script "node exited with status $?"
+for _ in $(seq 40); do [ "$(envd_children)" = 0 ] && [ "$(envd_fds)" -le "$base_fds" ] && break; sleep 0.05; done
+fds=$(envd_fds)
+[ "$fds" -le "$base_fds" ] && pass sdk_no_fd_leak || fail sdk_no_fd_leak "$fds fds, baseline $base_fds: $(ls -l /proc/$EPID/fd)"
 [ "$(envd_children)" = 0 ] && pass sdk_no_child_left || fail sdk_no_child_left "$(ps -o pid,cmd --ppid "$EPID")"
 envd_sanitizer_check
 finish

@@ -159,6 +159,8 @@ struct json_object *fs_list_dir(struct json_object *req, const struct envd_user 
 struct json_object *fs_make_dir(struct json_object *req, const struct envd_user *u, struct rpc_error *e);
 struct json_object *fs_move(struct json_object *req, const struct envd_user *u, struct rpc_error *e);
 struct json_object *fs_remove(struct json_object *req, const struct envd_user *u, struct rpc_error *e);
+void fs_watch_dir(struct rpc_stream *s, struct json_object *req, const struct envd_user *u,
+		  struct rpc_error *e);
 /* EntryInfo for path (lstat); NULL + errno. */
 struct json_object *fs_entry_info(const char *path);
 

@@ -322,6 +322,10 @@ static void handle_stream(struct conn *c, const char *method)
 				process_start(&s, req, &u, &e);
 		} else if (strcmp(method, "Connect") == 0) {
 			process_connect(&s, req, &e);
+		} else if (strcmp(method, "WatchDir") == 0) {
+			struct envd_user u;
+			if (auth_user(c, &u, &e) == 0)
+				fs_watch_dir(&s, req, &u, &e);
 		}
 		json_object_put(req);
 	}
@@ -349,6 +353,10 @@ void rpc_handle(struct conn *c)
 	}
 	if (strcmp(p, "/process.Process/Connect") == 0) {
 		handle_stream(c, "Connect");
+		return;
+	}
+	if (strcmp(p, "/filesystem.Filesystem/WatchDir") == 0) {
+		handle_stream(c, "WatchDir");
 		return;
 	}
 	struct rpc_error e;
