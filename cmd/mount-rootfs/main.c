@@ -76,8 +76,17 @@ static void reap_one(const char *dir, void *opaque)
 static int run_e2fsck(const char *dev, int *status)
 {
 	char *argv[] = { "e2fsck", "-fn", (char *)dev, NULL };
+	posix_spawnattr_t attr;
+	sigset_t none;
 	pid_t pid;
-	int e = posix_spawnp(&pid, "e2fsck", NULL, NULL, argv, environ);
+	int e;
+	/* our signal mask blocks SIGINT/SIGTERM (for sigwait); e2fsck gets the default one */
+	sigemptyset(&none);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	e = posix_spawnp(&pid, "e2fsck", NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
 	if (e)
 		return err_set_errno(e, "cannot run e2fsck");
 	while (waitpid(pid, status, 0) < 0)
