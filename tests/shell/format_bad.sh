@@ -50,6 +50,16 @@ for dir in "${bindirs[@]}"; do
   expect_refused "$tag block range past the end" "$dir/inspect-data" -build "$good" -kind memfile -storage "$ST" -logical -start 3 -end 17 -o "$T/o"
 done
 
+# -json stays one JSON document on stdout, with the problems in it
+while read -r name id; do
+  "$BIN/inspect-header" -build "$id" -kind memfile -storage "$ST" -json >"$T/out" 2>/dev/null
+  if jq -e '(.problems | length) >= 1 and (.problems[0].offset | type) == "number"' "$T/out" >/dev/null 2>&1; then
+    pass "$name inspect-header -json problems"
+  else
+    fail "$name inspect-header -json problems" "$(head -c 300 "$T/out")"
+  fi
+done <"$T/cases"
+
 # the short-diff message names the build, the file and the offset
 id=$(awk '$1 == "short-diff-object" {print $2}' "$T/cases")
 "$BIN/inspect-data" -build "$id" -kind memfile -storage "$ST" -logical -o "$T/o" 2>"$T/err"
