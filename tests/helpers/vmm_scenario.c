@@ -203,6 +203,27 @@ int main(int argc, char **argv)
 		FAIL("vmm_quit_boot", "%s", err_msg());
 	vm = NULL;
 
+	/* 2b. a damaged state file: restore fails with QEMU's reason, nothing left running */
+	{
+		char *bad = path("state-bad");
+		size_t blen;
+		char *data = read_file(state0, &blen);
+		if (!data || write_file_atomic(bad, data, blen / 2, 0644) < 0)
+			die("cannot write %s", bad);
+		free(data);
+		config_init(&c, &m, mem0, path("serial-bad.log"));
+		int r = vmm_restore(&c, bad, &vm);
+		if (r < 0 && vm == NULL && strstr(err_msg(), "migration failed") && waitpid(-1, NULL, WNOHANG) < 0)
+			PASS("vmm_restore_bad_state_fails");
+		else
+			FAIL("vmm_restore_bad_state_fails", "r=%d: %s", r, r < 0 ? err_msg() : "restored");
+		printf("damaged state: %s\n", err_msg());
+		if (r == 0)
+			vmm_quit(vm);
+		vm = NULL;
+		free(bad);
+	}
+
 	/* 3. restore gen1 from the memfile (share=off) under the seccomp sandbox */
 	uint32_t crc0 = file_crc(mem0);
 	config_init(&c, &m, mem0, path("serial1.log"));
