@@ -391,8 +391,9 @@ int main(int argc, char **argv)
 	}
 
 	/* one cheap request up front, so bad credentials or a missing bucket at the destination
-	 * fail at once with one clear error instead of one per worker */
-	{
+	 * fail at once with one clear error instead of one per worker (local destinations
+	 * report their errors on the first write) */
+	if (!storage_local_dir(j.dst)) {
 		char prefix[BUILD_KEY_MAX], **keys;
 		size_t n;
 		snprintf(prefix, sizeof(prefix), "%s/", build);
