@@ -94,7 +94,7 @@ struct nbd_stats {
 	uint64_t connections; /* accepted so far */
 	uint64_t active;      /* open now */
 	uint64_t requests;
-	uint64_t protocol_errors;
+	uint64_t protocol_errors; /* connections closed on an error: violations, I/O failures */
 };
 void nbd_server_stats(struct nbd_server *srv, struct nbd_stats *out);
 
