@@ -29,6 +29,9 @@ if AWS_ENDPOINT_URL=$PROXY_URL "$BIN/copy-build" -build "$C" -from "$T/src" -to 
 else
   fail roundtrip_upload "$(tail -n 3 "$T/up.err")"
 fi
+grep -qE '^copy-build: [0-9]+/10 objects \([0-9]+ skipped\), [0-9.]+/[0-9.]+ MiB, [0-9.]+ MB/s' "$T/up.err" &&
+  grep -q '^copy-build: done: .* 10 copied' "$T/up.err" && pass progress_line ||
+  fail progress_line "$(head -c 300 "$T/up.err")"
 "$BT" list "$S3" >"$T/got.keys"
 if diff -u "$T/want.keys" "$T/got.keys" >"$T/keys.diff"; then
   pass upload_exact_object_set

@@ -157,6 +157,49 @@ static void test_xml_misc(void)
 	free(v);
 }
 
+/* Random and mutated inputs: the scanner must never read out of bounds (run under ASan) and
+ * either parse or refuse. */
+static void test_xml_robust(void)
+{
+	static const char seeds[][160] = {
+		"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a&amp;b</Key></Contents>"
+		"<NextContinuationToken>t</NextContinuationToken></ListBucketResult>",
+		"<ListBucketResult><Key>&#x41;&#65;&#;&#x;&#99999999999;&lt</Key></ListBucketResult>",
+		"<Error><Code>InternalError</Code><Message>m</Message></Error>",
+	};
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	char buf[192];
+	for (int iter = 0; iter < 20000; iter++) {
+		const char *seed = seeds[iter % ARRAY_SIZE(seeds)];
+		size_t len = strlen(seed), pos = 0;
+		char **keys = NULL, *tok = NULL, *v = NULL;
+		size_t n = 0, cap = 0;
+		bool trunc;
+		memcpy(buf, seed, len);
+		for (int k = 0; k < 1 + iter % 4; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			size_t at = (size_t)(x % len);
+			switch ((x >> 32) % 3) {
+			case 0: buf[at] = (char)(x >> 40); break;            /* flip a byte */
+			case 1: len = at; break;                              /* truncate */
+			default: buf[at] = "<>/&;#"[(x >> 40) % 6]; break;  /* markup */
+			}
+			if (len == 0)
+				len = 1;
+		}
+		/* an exact-size heap copy, so ASan sees any read past len */
+		char *in = malloc(len);
+		memcpy(in, buf, len);
+		if (s3_list_parse(in, len, &keys, &n, &cap, &trunc, &tok) == 0)
+			free(tok);
+		storage_list_free(keys, n);
+		while (s3_xml_next(in, len, "Key", &pos, &v) == 1)
+			free(v);
+		free(in);
+	}
+	CHECK(1);
+}
+
 static void test_backoff(void)
 {
 	uint64_t expect[] = { 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000 };
@@ -240,6 +283,7 @@ int main(void)
 	RUN(test_crc_b64);
 	RUN(test_xml_list);
 	RUN(test_xml_misc);
+	RUN(test_xml_robust);
 	RUN(test_backoff);
 	RUN(test_retryable);
 	RUN(test_client_env);
