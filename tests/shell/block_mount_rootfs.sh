@@ -81,8 +81,23 @@ left=$(leftovers)
 [ -z "$left" ] && pass stale_owner_cleaned || fail stale_owner_cleaned "$left"
 rmdir "$MNT" 2>/dev/null
 
+# -empty: a zero device of the given size, attached but not mounted; a file system made on it
+# lives in the throwaway COW layer
+"$MR" -empty -size 32M -block-size 4096 >"$T/e.out" 2>&1 &
+PID=$!
+for _ in $(seq 100); do grep -q "press Ctrl-C" "$T/e.out" && break; sleep 0.1; done
+DEV=$(sed -n 's/.*attached to \(\/dev\/loop[0-9]*\).*/\1/p' "$T/e.out")
+check empty_device_size bash -c "[ -n '$DEV' ] && [ \"\$(blockdev --getsize64 '$DEV')\" = 33554432 ]"
+check empty_device_reads_zeros bash -c "cmp -s -n 1048576 '$DEV' /dev/zero"
+check empty_device_takes_mkfs mkfs.ext4 -q -F "$DEV"
+kill -INT $PID; wait $PID
+check empty_clean_exit test $? = 0
+left=$(leftovers)
+[ -z "$left" ] && pass empty_nothing_left || fail empty_nothing_left "$left"
+
 # bad input
 expect_status usage_no_build 2 "$MR" -mount "$MNT"
+expect_status usage_bad_empty_size 2 "$MR" -empty -size 1000 -block-size 4096
 expect_status help 0 "$MR" -h
 expect_status missing_build 1 "$MR" -build 20000000-0000-4000-8000-0000000000ff -storage "$ST" -verify
 check missing_build_message grep -q "^mount-rootfs: error: " "$T/.err"
