@@ -131,11 +131,15 @@ struct nbd_kernel_config {
 /* Message builders (exposed for the unit test). Each writes one netlink message into buf
  * (at least NBD_NL_BUF bytes) and returns its length, or -1 (err set) when it does not fit. */
 #define NBD_NL_BUF 8192
-int nbd_nl_build_getfamily(void *buf, size_t cap, uint32_t seq);
+int nbd_nl_build_getfamily(void *buf, size_t cap, uint32_t seq, const char *family);
 int nbd_nl_build_connect(void *buf, size_t cap, uint16_t family, uint32_t seq,
 			 const struct nbd_kernel_config *cfg);
 int nbd_nl_build_status(void *buf, size_t cap, uint16_t family, uint32_t seq, int index);
 int nbd_nl_build_disconnect(void *buf, size_t cap, uint16_t family, uint32_t seq, int index);
+
+/* Resolve a generic netlink family name to its id (a real round trip with the kernel).
+ * ENOENT when the family is not registered. */
+int nbd_nl_family_id(const char *family, uint16_t *id);
 
 /* Attach a server to a kernel nbd device: creates cfg-like socketpairs (nconn of them),
  * serves the server ends with srv (no handshake), sends CONNECT, polls STATUS until

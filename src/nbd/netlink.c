@@ -45,10 +45,10 @@ static struct nlmsghdr *genl_start(void *buf, size_t cap, uint16_t type, uint8_t
 	return nlh;
 }
 
-int nbd_nl_build_getfamily(void *buf, size_t cap, uint32_t seq)
+int nbd_nl_build_getfamily(void *buf, size_t cap, uint32_t seq, const char *family)
 {
 	struct nlmsghdr *nlh = genl_start(buf, cap, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, seq);
-	if (!nlh || !mnl_attr_put_strz_check(nlh, cap, CTRL_ATTR_FAMILY_NAME, NBD_GENL_FAMILY_NAME))
+	if (!nlh || !mnl_attr_put_strz_check(nlh, cap, CTRL_ATTR_FAMILY_NAME, family))
 		return err_set("netlink message does not fit in %zu bytes", cap);
 	return (int)nlh->nlmsg_len;
 }
@@ -185,7 +185,7 @@ static int nl_call(struct nl *nl, void *buf, int len, struct reply_ctx *rc, cons
 	}
 }
 
-static int nl_open(struct nl *nl)
+static int nl_open_family(struct nl *nl, const char *family)
 {
 	char buf[NBD_NL_BUF];
 	struct reply_ctx rc = { 0 };
@@ -200,12 +200,31 @@ static int nl_open(struct nl *nl)
 	}
 	nl->portid = mnl_socket_get_portid(nl->sock);
 	nl->seq = (uint32_t)time(NULL);
-	len = nbd_nl_build_getfamily(buf, sizeof(buf), ++nl->seq);
-	if (len < 0 || nl_call(nl, buf, len, &rc, "GETFAMILY nbd") < 0 || !rc.family) {
+	len = nbd_nl_build_getfamily(buf, sizeof(buf), ++nl->seq, family);
+	if (len < 0 || nl_call(nl, buf, len, &rc, "GETFAMILY") < 0 || !rc.family) {
+		int e = errno;
 		mnl_socket_close(nl->sock);
-		return rc.family ? -1 : err_set_errno(ENOENT, "generic netlink family 'nbd' not found (is the nbd module loaded?)");
+		if (len >= 0 && (e == ENOENT || !rc.family))
+			return err_set_errno(ENOENT, "generic netlink family '%s' not found%s", family,
+					     strcmp(family, NBD_GENL_FAMILY_NAME) ? "" : " (is the nbd module loaded?)");
+		return -1;
 	}
 	nl->family = rc.family;
+	return 0;
+}
+
+static int nl_open(struct nl *nl)
+{
+	return nl_open_family(nl, NBD_GENL_FAMILY_NAME);
+}
+
+int nbd_nl_family_id(const char *family, uint16_t *id)
+{
+	struct nl nl;
+	if (nl_open_family(&nl, family) < 0)
+		return -1;
+	*id = nl.family;
+	mnl_socket_close(nl.sock);
 	return 0;
 }
 

@@ -518,12 +518,28 @@ static void test_netlink_messages(void)
 	len = nbd_nl_build_disconnect(buf, sizeof(buf), 0x1234, 81, 5);
 	CHECK(len == 16 + 4 + 8 && g->cmd == NBD_CMD_DISCONNECT);
 	/* GETFAMILY asks the controller for "nbd" */
-	len = nbd_nl_build_getfamily(buf, sizeof(buf), 82);
+	len = nbd_nl_build_getfamily(buf, sizeof(buf), 82, "nbd");
 	g = mnl_nlmsg_get_payload(nlh);
 	CHECK(len > 0 && nlh->nlmsg_type == GENL_ID_CTRL && g->cmd == CTRL_CMD_GETFAMILY);
 	{
 		struct nlattr *a = (struct nlattr *)((char *)g + MNL_ALIGN(sizeof(*g)));
 		CHECK(mnl_attr_get_type(a) == CTRL_ATTR_FAMILY_NAME && !strcmp(mnl_attr_get_str(a), "nbd"));
+	}
+}
+
+static void test_netlink_round_trip(void)
+{
+	/* the same GETFAMILY request the attach path sends, answered by the real kernel */
+	uint16_t id = 0;
+	bool connected;
+	if (nbd_nl_family_id("nlctrl", &id) < 0)
+		SKIP("no generic netlink here: %s", err_msg());
+	CHECK_EQ_U64(id, GENL_ID_CTRL);
+	CHECK(nbd_nl_family_id("no-such-family-xyz", &id) < 0 && errno == ENOENT);
+	if (!nbd_kernel_available()) {
+		/* without the module the status query fails cleanly, naming the cause */
+		CHECK(nbd_kernel_status(0, &connected) < 0 && errno == ENOENT);
+		CHECK(strstr(err_msg(), "nbd module") != NULL);
 	}
 }
 
@@ -550,6 +566,7 @@ int main(void)
 	RUN(test_spliced_reads);
 	RUN(test_stream_engine);
 	RUN(test_netlink_messages);
+	RUN(test_netlink_round_trip);
 	RUN(test_kernel_attach);
 	TEST_EXIT();
 }
