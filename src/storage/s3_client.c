@@ -169,8 +169,10 @@ struct s3_client *s3_client_new(const char *url)
 		if (asprintf(&c->base_url, "%.*s/%s", (int)el, endpoint, c->bucket) < 0)
 			goto err_nomem;
 	} else {
-		/* real AWS: virtual-host style */
-		if (asprintf(&c->base_url, "https://%s.s3.%s.amazonaws.com", c->bucket, region) < 0)
+		/* real AWS: virtual-host style, except for bucket names with dots, which the
+		 * *.s3.REGION.amazonaws.com certificate does not cover */
+		if (strchr(c->bucket, '.') ? asprintf(&c->base_url, "https://s3.%s.amazonaws.com/%s", region, c->bucket) < 0
+					   : asprintf(&c->base_url, "https://%s.s3.%s.amazonaws.com", c->bucket, region) < 0)
 			goto err_nomem;
 	}
 	if (asprintf(&c->sigv4, "aws:amz:%s:s3", region) < 0)
