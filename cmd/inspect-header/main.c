@@ -53,11 +53,29 @@ static void print_summary(const struct header *h)
 	}
 }
 
-static void print_human(const struct header *h, bool metadata_ok, bool legacy)
+/* A header shorter than its 64-byte metadata: print the fields it holds completely
+ * (layout in header.h: version, block size, size, generation, build id, base build id). */
+static void print_truncated(const struct header *h, size_t len)
+{
+	char a[UUID_STR_LEN + 1];
+	printf("METADATA\n========\n(truncated: %zu of %d bytes)\n", len, HEADER_METADATA_SIZE);
+	if (len >= 8)
+		printf("Version       %llu\n", (unsigned long long)h->version);
+	if (len >= 16)
+		printf("Block size    %llu B\n", (unsigned long long)h->block_size);
+	if (len >= 24)
+		printf("Size          %llu B\n", (unsigned long long)h->size);
+	if (len >= 32)
+		printf("Generation    %llu\n", (unsigned long long)h->generation);
+	if (len >= 48)
+		printf("Build ID      %s\n", uuid_format(&h->build_id, a));
+}
+
+static void print_human(const struct header *h, bool metadata_ok, bool legacy, size_t len)
 {
 	char a[UUID_STR_LEN + 1], b[UUID_STR_LEN + 1], line[256];
 	if (!metadata_ok) {
-		printf("METADATA\n========\n(unreadable)\n");
+		print_truncated(h, len);
 		return;
 	}
 	printf("METADATA\n========\n");
@@ -115,7 +133,7 @@ int main(int argc, char **argv)
 	_cleanup_free_ char *loc = NULL;
 	_cleanup_free_ void *buf = NULL;
 	_cleanup_free_ struct header_problem *probs = NULL, *dprobs = NULL;
-	size_t len, nprobs = 0, ndprobs = 0, nmissing = 0;
+	size_t len = 0, nprobs = 0, ndprobs = 0, nmissing = 0;
 	enum build_kind kind;
 	struct storage *st;
 	struct header h = { 0 };
@@ -173,7 +191,7 @@ int main(int argc, char **argv)
 			printf("]}\n");
 		}
 	} else {
-		print_human(&h, metadata_ok, legacy);
+		print_human(&h, metadata_ok, legacy, buf ? len : 0);
 		if (nmissing)
 			printf("\n(%zu data object%s of referenced builds not found in storage; not checked)\n",
 			       nmissing, nmissing == 1 ? "" : "s");

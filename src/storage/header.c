@@ -322,6 +322,10 @@ static int parse_common(const void *buf, size_t len, struct header *h, bool *met
 		return p->oom ? -1 : 0;
 	}
 	if (len < HEADER_METADATA_SIZE) {
+		/* keep the fields that are there (the rest reads as 0) for inspect-header */
+		memset(&dm, 0, sizeof(dm));
+		memcpy(&dm, b, len);
+		header_from_disk(&dm, NULL, 0, h);
 		problem(p, len, "header is truncated: %zu bytes, the metadata needs %d", len,
 			HEADER_METADATA_SIZE);
 		return p->oom ? -1 : 0;

@@ -55,7 +55,8 @@ int header_parse(const void *buf, size_t len, struct header *h);
 /* Lenient parse for inspect-header: fills *h with whatever could be parsed (h->nmaps may be 0
  * when the metadata itself is broken, *metadata_ok says whether h's metadata is usable: the
  * 64 metadata bytes were present, so its fields hold what the file says; the problems tell
- * which of them are invalid, and mappings are as read, possibly invalid) and
+ * which of them are invalid, and mappings are as read, possibly invalid; a header shorter than
+ * the metadata leaves the fields it holds completely in *h, the others 0) and
  * returns every problem found in *probs (malloc'd, caller frees). Returns 0 when the header
  * is valid, 1 when problems were found, -1 on allocation failure. */
 int header_parse_report(const void *buf, size_t len, struct header *h, bool *metadata_ok,
