@@ -156,11 +156,12 @@ static void log_tail(const char *path, char *out, size_t n)
 /* Append "(qemu <why>: <stderr tail>)" context to the current error when QEMU is gone. */
 static int qemu_fail(struct qemu_vm *q)
 {
-	char tail[512];
+	char tail[512], msg[ERR_MSG_MAX];
 	if (!vmm_try_reap(&q->vm, 200))
 		return -1;
 	log_tail(q->qemu_log, tail, sizeof(tail));
-	return err_set("%s (qemu %s%s%s)", err_msg(), q->vm.why, tail[0] ? ": " : "", tail);
+	snprintf(msg, sizeof(msg), "%s", err_msg()); /* err_set must not read its own buffer */
+	return err_set("%s (qemu %s%s%s)", msg, q->vm.why, tail[0] ? ": " : "", tail);
 }
 
 /* The host's TSC rate in kHz from /proc/cpuinfo ("cpu MHz"), 0 when unknown. Under TCG the
@@ -311,27 +312,31 @@ static int qemu_spawn(struct qemu_vm *q, const struct vmm_config *c, bool restor
 		goto err;
 	}
 	if (pid == 0) {
-		/* child: only async-signal-safe calls from here */
+		/* child: only async-signal-safe calls from here; failures go to QEMU's log, which
+		 * the parent quotes in its error */
+#define CHILD_FAIL(msg)                                                                            \
+	do {                                                                                       \
+		(void)!write(logfd, msg "\n", sizeof(msg));                                       \
+		_exit(126);                                                                        \
+	} while (0)
 		if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0)
-			_exit(126);
+			CHILD_FAIL("orch: cannot join the network namespace (setns)");
 		/* dup2 onto itself keeps O_CLOEXEC: clear it by hand in that case */
 		if ((devnull == 0 ? fcntl(0, F_SETFD, 0) : dup2(devnull, 0)) < 0 ||
 		    (logfd == 1 ? fcntl(1, F_SETFD, 0) : dup2(logfd, 1)) < 0 ||
 		    (logfd == 2 ? fcntl(2, F_SETFD, 0) : dup2(logfd, 2)) < 0)
-			_exit(126);
-		if (sv[1] == QMP_FD) {
-			if (fcntl(QMP_FD, F_SETFD, 0) < 0)
-				_exit(126);
-		} else if (dup2(sv[1], QMP_FD) < 0) {
-			_exit(126);
-		}
+			CHILD_FAIL("orch: cannot set up stdio for qemu");
+		if ((sv[1] == QMP_FD ? fcntl(QMP_FD, F_SETFD, 0) : dup2(sv[1], QMP_FD)) < 0)
+			CHILD_FAIL("orch: cannot pass the QMP socket to qemu");
 		/* whatever another module left without O_CLOEXEC must not live on in QEMU */
 		syscall(SYS_close_range, QMP_FD + 1, ~0u, 0);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execve(bin, a.v, environ);
+		(void)!write(2, "orch: cannot execute qemu\n", 26);
 		_exit(127);
+#undef CHILD_FAIL
 	}
 	close(sv[1]);
 	sv[1] = -1;
