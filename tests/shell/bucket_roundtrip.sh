@@ -180,7 +180,29 @@ else
   skip inspect_data_logical_s3 "inspect-data not built"
 fi
 
-# 8. TEMPLATE_BUCKET_NAME resolution: a URL is used as is
+# 8. mount-rootfs -storage s3:// (a legacy build holding a real ext4 image): e2fsck through
+# the chunk cache reads only the chunks it touches (ranged GETs counted at the proxy)
+if [ -x "$BIN/mount-rootfs" ] && command -v mkfs.ext4 >/dev/null && [ -e /dev/fuse ] && command -v losetup >/dev/null; then
+  MID=70000000-0000-4000-8000-0000000000a1
+  mkdir -p "$T/mroot" "$T/msrc/$MID" && head -c 3000000 /dev/urandom >"$T/mroot/blob" && echo hi >"$T/mroot/hi"
+  mkfs.ext4 -q -F -b 4096 -d "$T/mroot" "$T/msrc/$MID/rootfs.ext4" 64M >/dev/null 2>&1
+  echo '{"version":2}' >"$T/msrc/$MID/metadata.json"
+  "$BIN/copy-build" -build "$MID" -from "$T/msrc" -to "$S3" 2>/dev/null
+  : >"$PROXY_LOG"
+  AWS_ENDPOINT_URL=$PROXY_URL timeout 120 "$BIN/mount-rootfs" -build "$MID" -storage "$S3" -verify -v >"$T/mr.out" 2>&1
+  rc=$?
+  gets=$(grep -c ' GET .*/rootfs.ext4 206 ' "$PROXY_LOG")
+  echo "  mount-rootfs -verify over s3: exit $rc, $gets ranged GETs of 16 chunks; $(grep -o '[0-9]* requests, [0-9]* ranged reads' "$T/mr.out")"
+  if [ $rc = 0 ] && grep -q clean "$T/mr.out" && [ "$gets" -ge 1 ] && [ "$gets" -le 8 ]; then
+    pass mount_rootfs_verify_s3_touched_chunks_only
+  else
+    fail mount_rootfs_verify_s3_touched_chunks_only "exit $rc, $gets GETs: $(tail -n 3 "$T/mr.out")"
+  fi
+else
+  skip mount_rootfs_verify_s3 "needs mount-rootfs, mkfs.ext4, /dev/fuse and losetup"
+fi
+
+# 9. TEMPLATE_BUCKET_NAME resolution: a URL is used as is
 if TEMPLATE_BUCKET_NAME=$S3 "$BIN/copy-build" -build "$C" -to "$T/dst-env" 2>"$T/env.err" &&
   cmp -s "$T/src/$C/metadata.json" "$T/dst-env/$C/metadata.json"; then
   pass template_bucket_name_source
