@@ -26,7 +26,7 @@
 static int failed;
 static const char *opt_kernel, *opt_initrd, *opt_dir, *opt_rootfs, *opt_accel;
 static uint64_t opt_mem = 256;
-static int64_t opt_runs = 0, opt_concurrent = 0;
+static int64_t opt_runs = 0, opt_concurrent = 0, opt_generations = 2;
 
 #define PASS(n) printf("PASS %s\n", n)
 #define FAIL(n, ...)                                                                               \
@@ -142,6 +142,7 @@ int main(int argc, char **argv)
 		FLAG_DEF("accel", FLAG_STRING, &opt_accel, "accelerator override"),
 		FLAG_DEF("mem", FLAG_U64, &opt_mem, "guest RAM in MiB"),
 		FLAG_DEF("runs", FLAG_INT, &opt_runs, "timed restores (0 = none)"),
+		FLAG_DEF("generations", FLAG_INT, &opt_generations, "pause->restore generations (>= 2)"),
 		FLAG_DEF("concurrent", FLAG_INT, &opt_concurrent, "VMs restored at once from one memfile"),
 	};
 	struct flagset fs = { .prog = "vmm_scenario", .synopsis = "-kernel K -initrd I -dir D",
@@ -347,6 +348,57 @@ int main(int argc, char **argv)
 		PASS("vmm_restore_gen2_continues");
 	else
 		FAIL("vmm_restore_gen2_continues", "tick %ld lines %ld after gen1's %ld", t2, lines, t1);
+
+	/* 5b. more generations: each pause of a restored VM restores and goes on */
+	for (int g = 3; g <= opt_generations; g++) {
+		char name[32];
+		struct vmm_diff dg;
+		/* mg stays allocated: c.memfile points at it for the next generation */
+		_cleanup_free_ char *sg = NULL, *df = NULL;
+		char *prev_mem = (char *)c.memfile, *mg;
+		snprintf(name, sizeof(name), "state%d", g - 1);
+		sg = path(name);
+		snprintf(name, sizeof(name), "diff%d", g - 1);
+		df = path(name);
+		snprintf(name, sizeof(name), "mem%d", g - 1);
+		mg = path(name);
+		usleep(300000);
+		if (vmm_pause_diff(vm, sg, df, &dg) < 0) {
+			FAIL("vmm_generations", "pause of generation %d: %s", g - 1, err_msg());
+			break;
+		}
+		long tp = last_tick(c.serial_log, &lines);
+		vmm_quit(vm);
+		vm = NULL;
+		_cleanup_close_ int full = -1, dfd = -1;
+		if (copy_file(prev_mem, mg) < 0 || (full = open(mg, O_RDWR | O_CLOEXEC)) < 0 ||
+		    (dfd = open(df, O_RDONLY | O_CLOEXEC)) < 0 || dirty_apply(full, dfd, dg.bitmap, dg.npages) < 0) {
+			FAIL("vmm_generations", "merge of generation %d: %s", g - 1, strerror(errno));
+			vmm_diff_release(&dg);
+			break;
+		}
+		uint64_t ndirty = dg.ndirty;
+		vmm_diff_release(&dg);
+		snprintf(name, sizeof(name), "serial%d.log", g);
+		config_init(&c, &m, mg, path(name));
+		if (vmm_restore(&c, sg, &vm) < 0) {
+			FAIL("vmm_generations", "restore of generation %d: %s", g, err_msg());
+			break;
+		}
+		long tg = wait_tick(c.serial_log, tp, 20, &lines);
+		if (tg <= tp || lines != tg) {
+			FAIL("vmm_generations", "generation %d: tick %ld lines %ld after %ld", g, tg, lines, tp);
+			break;
+		}
+		printf("generation %d: %llu dirty pages, continues at tick %ld (lines %ld)\n", g,
+		       (unsigned long long)ndirty, tg, lines);
+		if (g == opt_generations)
+			PASS("vmm_generations");
+	}
+	if (!vm) {
+		FAIL("vmm_generations", "no VM left for the kill test");
+		return 1;
+	}
 
 	/* 6. QEMU killed: reported dead, reaped */
 	pid_t pid = vmm_pid(vm);

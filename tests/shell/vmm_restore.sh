@@ -3,7 +3,7 @@
 # guest whose init counts ticks on the console and in a RAM file is booted with share=on RAM,
 # snapshotted (device state only, x-ignore-shared), restored from the memfile with share=off
 # under the seccomp sandbox, paused into a diff (dirty pages + filtered state), restored as the
-# next generation (base + diff), then killed: each step must keep the guest's counters going.
+# next generation (base + diff) and so on for 5 generations, then killed: each step must keep the guest's counters going.
 # Four more restores of the same memfile run at once (RssAnon per QEMU printed).
 # Also times 10 restores of ours against restores from a full migration stream (p50), and
 # captures a real stream for the migstream parser (test_migstream_real).
@@ -40,7 +40,7 @@ truncate -s 16M "$T/disk.img"
 # any QEMU left behind by the helper is killed by pid
 on_exit 'for p in $(pgrep -f "mem-path=$T/" 2>/dev/null); do kill -9 $p; done'
 
-"$H/vmm_scenario" -kernel "$K" -initrd "$T/initrd.gz" -dir "$T" -rootfs "$T/disk.img" -runs "${VMM_RUNS:-10}" -concurrent "${VMM_CONCURRENT:-4}" \
+"$H/vmm_scenario" -kernel "$K" -initrd "$T/initrd.gz" -dir "$T" -rootfs "$T/disk.img" -runs "${VMM_RUNS:-10}" -concurrent "${VMM_CONCURRENT:-4}" -generations "${VMM_GENERATIONS:-5}" \
   >"$T/out" 2>&1
 rc=$?
 cat "$T/out"
