@@ -353,10 +353,6 @@ int main(int argc, char **argv)
 
 	if (!(j.src = storage_open(from, false)))
 		die_err();
-	if (!(j.dst = storage_open(to, true)))
-		die_err();
-	if (!strcmp(storage_describe(j.src), storage_describe(j.dst)))
-		die("source and destination are the same location '%s'", storage_describe(j.src));
 
 	/* plan: data objects the headers reference, then headers + snapfile, then metadata */
 	if (plan_kind(j.src, build, BUILD_KIND_MEMFILE, &j.items, &j.nitems, &cap, &found_mem) < 0 ||
@@ -389,6 +385,12 @@ int main(int argc, char **argv)
 		}
 		j.bytes_total += j.items[i].size;
 	}
+
+	/* the destination is opened (a local one created) only once the build is known */
+	if (!(j.dst = storage_open(to, true)))
+		die_err();
+	if (!strcmp(storage_describe(j.src), storage_describe(j.dst)))
+		die("source and destination are the same location '%s'", storage_describe(j.src));
 
 	/* one cheap request up front, so bad credentials or a missing bucket at the destination
 	 * fail at once with one clear error instead of one per worker (local destinations

@@ -135,7 +135,8 @@ fi
 
 # 6. errors: missing build, invalid header
 expect_status missing_build_fails 1 "$BIN/copy-build" -build 11111111-2222-3333-4444-555555555555 -from "$S3" -to "$T/x"
-grep -q 'not found' "$T/.err" && pass missing_build_message || fail missing_build_message "$(cat "$T/.err")"
+grep -q 'not found' "$T/.err" && [ ! -e "$T/x" ] && pass missing_build_message ||
+  fail missing_build_message "$(cat "$T/.err"; ls -d "$T/x" 2>&1)"
 cp -r "$T/src/$C" "$T/bad-$C" && mkdir -p "$T/badsrc" && mv "$T/bad-$C" "$T/badsrc/$C"
 head -c 70 "$T/src/$C/memfile.header" >"$T/badsrc/$C/memfile.header"
 expect_status invalid_header_refused 1 "$BIN/copy-build" -build "$C" -from "$T/badsrc" -to "$T/x2"
