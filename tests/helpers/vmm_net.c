@@ -85,11 +85,12 @@ static bool wait_log(const char *path, const char *needle, double secs)
 
 int main(int argc, char **argv)
 {
-	const char *kernel = NULL, *initrd = NULL, *dir = NULL;
+	const char *kernel = NULL, *initrd = NULL, *dir = NULL, *rootfs = NULL;
 	struct flag fl[] = {
 		FLAG_REQ("kernel", FLAG_STRING, &kernel, "guest kernel"),
 		FLAG_REQ("initrd", FLAG_STRING, &initrd, "guest initrd (busybox + virtio_net)"),
 		FLAG_REQ("dir", FLAG_STRING, &dir, "work directory (lock files in DIR/net)"),
+		FLAG_DEF("rootfs", FLAG_STRING, &rootfs, "disk: image path or nbd:unix:SOCKET"),
 	};
 	struct flagset fs = { .prog = "vmm_net", .flags = fl, .nflags = ARRAY_SIZE(fl) };
 	struct net_config nc;
@@ -126,6 +127,7 @@ int main(int argc, char **argv)
 	c.initrd = initrd;
 	c.cmdline = "console=ttyS0 loglevel=1 lpj=5000000 no_timer_check panic=-1 reboot=t";
 	c.tap = NET_TAP_NAME;
+	c.rootfs = rootfs;
 	c.netns_path = a->ns_path;
 	if (vmm_boot(&c, &vm) < 0) {
 		FAIL("vmm_net_boot", "%s", err_msg());

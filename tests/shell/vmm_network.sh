@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # VMM + network slots: a busybox guest with virtio-net (169.254.0.21 on eth0, listener on
 # port 49983) boots in slot A and answers the host at A's host IP; its snapshot restored in
-# slot B answers at B's host IP (identical guest network in every slot). No namespace, link,
+# slot B answers at B's host IP (identical guest network in every slot). The guest's disk is
+# served over NBD (nbd:unix:) when nbdkit is installed. No namespace, link,
 # lock file or QEMU may be left behind.
 . "$(dirname "$0")/lib.sh"
 need qemu-system-x86_64 busybox cpio gzip ip nft
@@ -42,8 +43,21 @@ chmod +x "$R/init" "$R/serve.sh"
 (cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -1 >"$T/initrd.gz")
 
 on_exit 'for p in $(pgrep -f "mem-path=$T/" 2>/dev/null); do kill -9 $p; done'
+# the disk comes from an NBD server over a unix socket, as in production (nbdkit stands in
+# for ours); QEMU reconnects to it on restore
+ROOTFS_ARG=()
+if command -v nbdkit >/dev/null; then
+  truncate -s 16M "$T/disk.img"
+  nbdkit --exit-with-parent -f --unix "$T/nbd.sock" file "$T/disk.img" 2>"$T/nbdkit.log" &
+  NBDKIT=$!
+  on_exit "kill $NBDKIT"
+  for i in $(seq 100); do [ -S "$T/nbd.sock" ] && break; sleep 0.05; done
+  ROOTFS_ARG=(-rootfs "nbd:unix:$T/nbd.sock")
+else
+  echo "    (nbdkit missing: no disk attached)"
+fi
 on_exit "'$H/network_ctl' -dir '$T/net' cleanup"
-"$H/vmm_net" -kernel "$KD/vmlinux.bin" -initrd "$T/initrd.gz" -dir "$T" >"$T/out" 2>&1
+"$H/vmm_net" -kernel "$KD/vmlinux.bin" -initrd "$T/initrd.gz" -dir "$T" "${ROOTFS_ARG[@]}" >"$T/out" 2>&1
 rc=$?
 cat "$T/out"
 grep -q '^FAIL' "$T/out" && _failed=1
