@@ -78,7 +78,13 @@ static int nprocs;
 
 void process_init(void)
 {
+	/* Children are reaped by pid; an inherited SIG_IGN for SIGCHLD would make the kernel reap
+	 * them first and lose their exit status. An inherited signal mask would leak into them. */
+	signal(SIGCHLD, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 int process_count(void)
@@ -148,7 +154,7 @@ static void *reader_thread(void *arg)
 	int status = 0;
 	for (;;) {
 		bool outputs = p->out_fd >= 0 || p->err_fd >= 0 || p->pty_fd >= 0;
-		if (exited && (!outputs || p->killed))
+		if (exited && (!outputs || __atomic_load_n(&p->killed, __ATOMIC_RELAXED)))
 			break;
 		struct pollfd fds[4];
 		int nf = 0, i_out = -1, i_err = -1, i_pty = -1, i_pid = -1;
@@ -160,7 +166,7 @@ static void *reader_thread(void *arg)
 			i_err = nf;
 			fds[nf++] = (struct pollfd){ .fd = p->err_fd, .events = POLLIN };
 		}
-		if (p->pty_fd >= 0 && !(exited && p->killed)) {
+		if (p->pty_fd >= 0 && !(exited && __atomic_load_n(&p->killed, __ATOMIC_RELAXED))) {
 			i_pty = nf;
 			fds[nf++] = (struct pollfd){ .fd = p->pty_fd, .events = POLLIN };
 		}
@@ -175,7 +181,7 @@ static void *reader_thread(void *arg)
 			int64_t left = (p->deadline_ns - (int64_t)now_ns()) / 1000000;
 			if (left <= 0) {
 				kill(p->pid, SIGKILL);
-				p->killed = true;
+				__atomic_store_n(&p->killed, true, __ATOMIC_RELAXED);
 				p->deadline_ns = 0;
 				left = 0;
 			}
@@ -556,6 +562,13 @@ static __attribute__((noreturn)) void child_exec(const struct spawn_args *a)
 		if (null > 2)
 			close(null);
 	}
+	/* like the reference: user processes are the first the OOM killer picks, not envd */
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (oom >= 0) {
+		ssize_t ow = write(oom, "100", 3);
+		(void)ow;
+		close(oom);
+	}
 	step = 1;
 	if (a->change_user) {
 		if (syscall(SYS_setgroups, (size_t)a->u->ngroups, a->u->groups) < 0 ||
@@ -893,7 +906,7 @@ struct json_object *process_send_signal(struct json_object *req, struct rpc_erro
 	int rc = 0;
 	if (!p->ended) {
 		rc = kill(p->pid, sig);
-		p->killed = true;
+		__atomic_store_n(&p->killed, true, __ATOMIC_RELAXED);
 	}
 	int err = errno;
 	pthread_mutex_unlock(&p->lock);
