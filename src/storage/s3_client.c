@@ -504,6 +504,9 @@ static CURLcode perform(struct s3_client *c, struct s3_req *r, CURL *h, char *er
 	errbuf[0] = 0;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+	/* the connection cache is shared by every thread of this location; curl's default
+	 * limit of 5 would close idle connections as soon as more threads than that ran */
+	curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 64L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4);

@@ -11,7 +11,8 @@
 // SignatureDoesNotMatch, logged as "sigv4-mismatch", when it does not verify.
 // With LIST_MAX_KEYS=N, ListObjectsV2 requests are forwarded with max-keys=N added (after the
 // signature check), so a few objects make the server paginate.
-// Log line of a forwarded request: "<n> <METHOD> <url> <status> bytes=<content-length> range=<range>".
+// Log line of a forwarded request: "<n> <METHOD> <url> <status> bytes=<content-length>
+// port=<client port> range=<range>" (range stays last: tests read it as the last field).
 // Prints "faultproxy listening on PORT" once ready. Headers (Host included) pass unchanged,
 // so SigV4 signatures made for the proxy's address verify upstream.
 'use strict';
@@ -120,7 +121,7 @@ const server = http.createServer((req, res) => {
     if (process.env.LIST_MAX_KEYS && /[?&]list-type=2(&|$)/.test(path)) path += `&max-keys=${process.env.LIST_MAX_KEYS}`;
     const up = http.request({ host: '127.0.0.1', port: Number(upPort), method: req.method,
                               path, headers: req.headers }, (ur) => {
-      log(`${id} ${req.method} ${req.url} ${ur.statusCode} bytes=${ur.headers['content-length'] || '-'} range=${req.headers.range || '-'}`);
+      log(`${id} ${req.method} ${req.url} ${ur.statusCode} bytes=${ur.headers['content-length'] || '-'} port=${req.socket.remotePort} range=${req.headers.range || '-'}`);
       res.writeHead(ur.statusCode, ur.headers);
       if (chunkDelay > 0) {
         ur.on('data', (chunk) => {
@@ -146,6 +147,8 @@ const server = http.createServer((req, res) => {
     forward();
   }
 });
+// one line per TCP connection in LOGFILE.conns, so tests can see connection reuse
+server.on('connection', () => fs.appendFileSync(logFile + '.conns', 'connection\n'));
 server.keepAliveTimeout = 30000;
 server.listen(0, '127.0.0.1', () => {
   console.log(`faultproxy listening on ${server.address().port}`);

@@ -38,6 +38,11 @@ if diff -u "$T/want.keys" "$T/got.keys" >"$T/keys.diff"; then
 else
   fail upload_exact_object_set "$(head -c 400 "$T/keys.diff")"
 fi
+# connections are reused: far fewer TCP connections than requests
+nreq=$(wc -l <"$PROXY_LOG"); nconn=$(wc -l <"$PROXY_LOG.conns")
+echo "  upload of 10 objects: $nreq requests over $nconn connections"
+[ "$nconn" -le 12 ] && [ "$nconn" -lt "$nreq" ] && pass connections_reused ||
+  fail connections_reused "$nreq requests over $nconn connections"
 # every request carried a valid SigV4 signature (the proxy recomputes it)
 nsig=$(grep -c 'sigv4-mismatch' "$PROXY_LOG")
 [ "$nsig" = 0 ] && [ -s "$PROXY_LOG" ] && pass sigv4_signatures_verify ||
