@@ -9,6 +9,8 @@
 // With SIGV4_SECRET set in the environment the proxy also verifies every request's AWS
 // Signature Version 4 (s3rver checks only the access key id) and answers 403
 // SignatureDoesNotMatch, logged as "sigv4-mismatch", when it does not verify.
+// With GCS_HEADERS=1, x-amz-meta-crc32c in answers is replaced by GCS's own
+// "x-goog-hash: crc32c=..." (and md5=...) headers.
 // With LIST_MAX_KEYS=N, ListObjectsV2 requests are forwarded with max-keys=N added (after the
 // signature check), so a few objects make the server paginate.
 // Log line of a forwarded request: "<n> <METHOD> <url> <status> bytes=<content-length>
@@ -122,7 +124,14 @@ const server = http.createServer((req, res) => {
     const up = http.request({ host: '127.0.0.1', port: Number(upPort), method: req.method,
                               path, headers: req.headers }, (ur) => {
       log(`${id} ${req.method} ${req.url} ${ur.statusCode} bytes=${ur.headers['content-length'] || '-'} port=${req.socket.remotePort} range=${req.headers.range || '-'}`);
-      res.writeHead(ur.statusCode, ur.headers);
+      const headers = { ...ur.headers };
+      if (process.env.GCS_HEADERS && headers['x-amz-meta-crc32c']) {
+        // answer the way GCS does: its own checksum headers, no x-amz-meta-*
+        const v = headers['x-amz-meta-crc32c'];
+        delete headers['x-amz-meta-crc32c'];
+        headers['x-goog-hash'] = [`crc32c=${v}`, 'md5=1B2M2Y8AsgTpgAmY7PhCfg=='];
+      }
+      res.writeHead(ur.statusCode, headers);
       if (chunkDelay > 0) {
         ur.on('data', (chunk) => {
           ur.pause();
