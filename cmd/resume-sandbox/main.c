@@ -19,7 +19,7 @@
 
 #define EXIT_ORCH 125
 
-static volatile sig_atomic_t interrupted;
+static volatile int interrupted;
 
 static void on_signal(int sig)
 {
@@ -172,7 +172,9 @@ static int run_cmd(struct ctx *c, const char *cmd, const char *pause_to)
 	if (sandbox_exec(sb, cmd, out_fn, NULL, &code, 0) < 0) {
 		char msg[ERR_MSG_MAX];
 		snprintf(msg, sizeof(msg), "%s", err_msg());
-		if (!sandbox_alive(sb, &why))
+		if (interrupted)
+			fprintf(stderr, "resume-sandbox: interrupted\n");
+		else if (!sandbox_alive(sb, &why))
 			fprintf(stderr, "resume-sandbox: error: sandbox %s died: %s\n", sandbox_id(sb), why ? why : "unknown");
 		else
 			fprintf(stderr, "resume-sandbox: error: %s\n", msg);
@@ -213,7 +215,9 @@ static int interactive(struct ctx *c, const char *pause_to)
 	printf("press Ctrl-C to %s the sandbox\n", pause_to ? "pause" : "stop");
 	fflush(stdout);
 	while (!interrupted) {
-		if (!sandbox_alive(sb, &why)) {
+		if (interrupted)
+			fprintf(stderr, "resume-sandbox: interrupted\n");
+		else if (!sandbox_alive(sb, &why)) {
 			fprintf(stderr, "resume-sandbox: error: sandbox %s died: %s\n", sandbox_id(sb), why ? why : "unknown");
 			sandbox_kill(sb);
 			return EXIT_ORCH;
@@ -291,6 +295,7 @@ int main(int argc, char **argv)
 		die("build %s in %s is missing or incomplete (no metadata.json)", bid, storage_describe(c.st));
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	sandbox_set_cancel_flag(&interrupted);
 	signal(SIGPIPE, SIG_IGN);
 	if (sandbox_reap_dead(&c.he) < 0)
 		log_warn("cleaning leftovers of dead sandboxes: %s", err_msg());

@@ -227,6 +227,8 @@ static size_t b64_decode_inplace(char *s)
 
 struct stream_state {
 	const struct envdc_proc *p;
+	uint64_t last_alive_check;
+	bool dead;
 	char *buf;
 	size_t len, cap;
 	bool started, ended, detached;
@@ -336,6 +338,22 @@ static size_t stream_cb(char *p, size_t sz, size_t n, void *o)
 	return add;
 }
 
+/* libcurl calls this about once a second even when no data flows: notice a dead VM. */
+static int progress_cb(void *o, curl_off_t dt UNUSED, curl_off_t dn UNUSED, curl_off_t ut UNUSED,
+		       curl_off_t un UNUSED)
+{
+	struct stream_state *s = o;
+	uint64_t now = now_ns();
+	if (!s->p->alive || now - s->last_alive_check < 100000000ull)
+		return 0;
+	s->last_alive_check = now;
+	if (!s->p->alive(s->p->alive_opaque)) {
+		s->dead = true;
+		return 1;
+	}
+	return 0;
+}
+
 static char *start_body(const struct envdc_proc *p, size_t *len)
 {
 	struct json_object *o = json_object_new_object(), *proc = json_object_new_object();
@@ -415,10 +433,17 @@ int envdc_run(struct envdc *c, const struct envdc_proc *p, int *exit_code, uint3
 	}
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, stream_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &s);
+	if (p->alive) {
+		curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, progress_cb);
+		curl_easy_setopt(e, CURLOPT_XFERINFODATA, &s);
+	}
 	rc = curl_easy_perform(e);
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
 	if (s.detached) {
 		ret = 0;
+	} else if (s.dead) {
+		err_set("running '%s' through envd at %s failed: the VM exited", p->cmd, c->base);
 	} else if (rc != CURLE_OK) {
 		err_set("running '%s' through envd at %s failed: %s%s%s", p->cmd, c->base,
 			s.error[0] ? s.error : curl_easy_strerror(rc), s.error[0] ? "" : "", "");

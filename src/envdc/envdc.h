@@ -40,6 +40,8 @@ struct envdc_proc {
 	void *opaque;
 	uint64_t timeout_ms;        /* 0 = no limit */
 	bool detach;                /* return after the start event (process keeps running) */
+	bool (*alive)(void *opaque);/* polled while waiting; false aborts (the VM died). May be NULL */
+	void *alive_opaque;
 };
 
 int envdc_init(struct envdc *c, const char *host, int port);

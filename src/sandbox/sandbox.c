@@ -108,8 +108,17 @@ bool sandbox_alive(struct sandbox *s, const char **why)
 	return false;
 }
 
+static volatile int *cancel_flag;
+
+void sandbox_set_cancel_flag(volatile int *flag)
+{
+	cancel_flag = flag;
+}
+
 static bool alive_cb(void *opaque)
 {
+	if (cancel_flag && *cancel_flag)
+		return false;
 	return sandbox_alive(opaque, NULL);
 }
 
@@ -320,13 +329,14 @@ fail: {
 int sandbox_exec(struct sandbox *s, const char *cmd, envdc_output_fn fn, void *opaque, int *exit_code,
 		 uint64_t timeout_ms)
 {
-	struct envdc_proc p = { .cmd = cmd, .output = fn, .opaque = opaque, .timeout_ms = timeout_ms };
+	struct envdc_proc p = { .cmd = cmd, .output = fn, .opaque = opaque, .timeout_ms = timeout_ms,
+				.alive = alive_cb, .alive_opaque = s };
 	return envdc_run(&s->envd, &p, exit_code, NULL);
 }
 
 int sandbox_exec_background(struct sandbox *s, const char *cmd, uint32_t *pid)
 {
-	struct envdc_proc p = { .cmd = cmd, .detach = true, .timeout_ms = 30000 };
+	struct envdc_proc p = { .cmd = cmd, .detach = true, .timeout_ms = 30000, .alive = alive_cb, .alive_opaque = s };
 	return envdc_run(&s->envd, &p, NULL, pid);
 }
 

@@ -106,6 +106,10 @@ int sandbox_vmm_pid(const struct sandbox *s);
 /* false when the VM is gone; *why says how. */
 bool sandbox_alive(struct sandbox *s, const char **why);
 
+/* A flag (set by a signal handler) that makes waits inside sandbox calls give up: commands
+ * in progress fail with "interrupted". NULL = none. */
+void sandbox_set_cancel_flag(volatile int *flag);
+
 /* Remove sandbox dirs, network slots and cache entries whose owner process is dead. */
 int sandbox_reap_dead(const struct hostenv *he);
 
