@@ -9,16 +9,23 @@
  * Retries (s3_request): every request is retried with exponential backoff and full jitter on
  * transport failures (connect, timeout, reset, short body), 408, 429 and 5xx; never on other
  * 4xx. 403 is reported at once as an authentication error, 404 as ENOENT. Bodies are re-sent
- * from their source (buffer or file range) on each attempt, downloads restart from byte 0.
+ * from their source (buffer or file range) on each attempt; a whole-object download restarts
+ * from byte 0, a ranged one rewrites its own range.
  *
  * Atomicity: a PUT or a completed multipart upload is atomic in S3, so readers never see a
  * half object; a failed multipart upload is aborted (best effort). Downloads go to a temp
- * file beside the destination and are renamed only after size and CRC32C match.
+ * file beside the destination and are renamed only after size and CRC32C match. Large
+ * downloads are parallel ranged GETs pinned to one version with If-Match: <ETag>.
+ *
+ * Connections: a curl share object holds one connection cache (plus DNS and TLS sessions)
+ * for every thread of the location; CURLOPT_MAXCONNECTS is raised so that more than curl's
+ * default of 5 threads keep theirs.
  *
  * Threading: the client is shared. Mutable state: the curl handle pool (pool_lock), the curl
  * share object (share_locks, one per curl lock kind) and two atomic counters. Each request
- * runs on a handle owned by the calling thread for its duration. Multipart parts are sent by
- * a few worker threads that report their first error back through struct mp_job.
+ * runs on a handle owned by the calling thread for its duration. Multipart parts and download
+ * ranges are handled by a few worker threads that report their first error back through
+ * struct mp_job / struct dl_job.
  */
 #include <curl/curl.h>
 #include <errno.h>
