@@ -1,7 +1,7 @@
 # Guest boot assets (docs/guest.md): the static guest init, the kernel + initrd, a test rootfs.
 #   make                      also builds build/guest/orch-init
 #   make kernel               build/kernels/<ver>/{vmlinux.bin,initrd.img} (+ build/kernels/default)
-#   make install-kernel HOST_KERNELS_DIR=DIR    copies them to DIR/<ver>/
+#   make install-kernel HOST_KERNELS_DIR=DIR    copies them to DIR/<ver>/ (rename into place)
 #   make guest-rootfs         build/guest/busybox-rootfs.ext4 (busybox, orch-init, envd if built)
 # envd (src/guest/envd) has its own rules; this file only uses build/guest/envd when it exists.
 
@@ -26,8 +26,10 @@ install-kernel: kernel
 	@test -n "$(HOST_KERNELS_DIR)" || { echo "install-kernel: set HOST_KERNELS_DIR" >&2; exit 2; }
 	@ver=$$(basename $$(readlink $(B)/kernels/default)) && \
 	  install -d "$(HOST_KERNELS_DIR)/$$ver" && \
-	  install -m 0644 $(B)/kernels/$$ver/vmlinux.bin $(B)/kernels/$$ver/initrd.img "$(HOST_KERNELS_DIR)/$$ver/" && \
-	  echo "installed $(HOST_KERNELS_DIR)/$$ver"
+	  for f in vmlinux.bin initrd.img; do \
+	    install -m 0644 $(B)/kernels/$$ver/$$f "$(HOST_KERNELS_DIR)/$$ver/.$$f.tmp" && \
+	    mv -f "$(HOST_KERNELS_DIR)/$$ver/.$$f.tmp" "$(HOST_KERNELS_DIR)/$$ver/$$f" || exit 1; \
+	  done && echo "installed $(HOST_KERNELS_DIR)/$$ver"
 
 guest-rootfs: $(B)/guest/orch-init
 	@bash scripts/guest-rootfs.sh $(B)/guest/busybox-rootfs $(B)/guest/busybox-rootfs.ext4

@@ -124,6 +124,27 @@ if [ $ok = 1 ]; then
 fi
 rm -f "$T/boot.ext4"
 
+# ---- early stage failure: no root disk -> a clear message and the VM powers off ----
+if [ "${GUEST_LIFECYCLE:-1}" = 1 ]; then
+  saved=$APPEND
+  APPEND=${APPEND/root=\/dev\/vda/root=\/dev\/vdz orch.rootwait=300}
+  if start_vm noroot "$T/rootfs.ext4" noroot >"$T/why"; then
+    end=$((SECONDS + BOOT_TIMEOUT))
+    while [ $SECONDS -lt $end ] && kill -0 "$VM_PID" 2>/dev/null; do sleep 0.2; done
+    if kill -0 "$VM_PID" 2>/dev/null; then
+      fail early_failure_powers_off "still running after ${BOOT_TIMEOUT}s: $(tail -c 300 "$VM_LOG")"
+    elif grep -q 'early init failed: cannot mount /dev/vdz (ext4) on /newroot' "$VM_LOG"; then
+      pass early_failure_powers_off
+    else
+      fail early_failure_powers_off "serial: $(tail -c 300 "$VM_LOG" | tr '\r\n' '  ')"
+    fi
+    stop_vm
+  else
+    fail early_failure_powers_off "$(cat "$T/why")"
+  fi
+  APPEND=$saved
+fi
+
 # ---- lifecycle: guest view, zombie reaping, envd restart, clean poweroff ----
 if [ "${GUEST_LIFECYCLE:-1}" = 1 ]; then
   mkdir -p "$T/rootfs/etc/orch-init"

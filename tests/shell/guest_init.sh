@@ -65,6 +65,14 @@ if [ -f "$K/vmlinux.bin" ] && command -v cpio >/dev/null; then
   [ $ok = 1 ] && pass initrd_layout
   mkdir -p "$T/x" && (cd "$T/x" && cpio -id --quiet < "$K/initrd.img" 2>/dev/null)
   check initrd_init_is_orch_init cmp -s "$T/x/init" "$INIT"
+  # make install-kernel: HOST_KERNELS_DIR/<ver>/{vmlinux.bin,initrd.img}
+  if make -s -C "$ROOT" install-kernel HOST_KERNELS_DIR="$T/hk" >"$T/inst.out" 2>&1 &&
+     cmp -s "$T/hk/$ver/vmlinux.bin" "$K/vmlinux.bin" && cmp -s "$T/hk/$ver/initrd.img" "$K/initrd.img"; then
+    pass install_kernel
+  else
+    fail install_kernel "$(tail -3 "$T/inst.out"; ls -R "$T/hk" 2>&1 | head -5)"
+  fi
+  expect_status install_kernel_needs_dir 2 make -s -C "$ROOT" install-kernel HOST_KERNELS_DIR=
 else
   skip initrd_layout "no kernel in build/kernels/default (make kernel)"
 fi
