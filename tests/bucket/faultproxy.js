@@ -9,6 +9,7 @@
 // With SIGV4_SECRET set in the environment the proxy also verifies every request's AWS
 // Signature Version 4 (s3rver checks only the access key id) and answers 403
 // SignatureDoesNotMatch, logged as "sigv4-mismatch", when it does not verify.
+// With HANG_RATE=p, a share p of requests is read and never answered (logged "hang").
 // With GCS_HEADERS=1, x-amz-meta-crc32c in answers is replaced by GCS's own
 // "x-goog-hash: crc32c=..." (and md5=...) headers.
 // With LIST_MAX_KEYS=N, ListObjectsV2 requests are forwarded with max-keys=N added (after the
@@ -25,6 +26,7 @@ const crypto = require('crypto');
 const [upPort, logFile, failArg, dropArg, delayArg, chunkArg] = process.argv.slice(2);
 const fail = Number(failArg || 0.2), drop = Number(dropArg || 0), delayMs = Number(delayArg || 0);
 const chunkDelay = Number(chunkArg || 0);
+const hang = Number(process.env.HANG_RATE || 0);
 let n = 0;
 
 function log(line) {
@@ -116,6 +118,12 @@ const server = http.createServer((req, res) => {
   if (r < fail + drop) {
     log(`${id} ${req.method} ${req.url} drop`);
     req.socket.destroy();
+    return;
+  }
+  if (r < fail + drop + hang) {
+    // take the request and never answer: the client's timeout has to notice
+    log(`${id} ${req.method} ${req.url} hang`);
+    req.resume();
     return;
   }
   const forward = () => {

@@ -56,6 +56,20 @@ else
 fi
 proxy_stop
 
+# requests that are never answered: the low-speed timeout gives up on them and retries
+HANG_RATE=0.08 proxy_start 0 0 0
+S3H=s3://$S3_BUCKET/hangs
+t0=$(date +%s)
+if AWS_ENDPOINT_URL=$PROXY_URL ORCH_S3_LOW_SPEED_SECONDS=1 "$BIN/copy-build" -build "$C" -from "$T/src" -to "$S3H" \
+  2>"$T/hang.err" && "$BIN/copy-build" -build "$C" -from "$S3H" -to "$T/check-hang" 2>/dev/null &&
+  same_objects "$T/check-hang"; then
+  echo "  hangs: $(grep -c ' hang$' "$PROXY_LOG") of $(wc -l <"$PROXY_LOG") requests never answered; copy took $(( $(date +%s) - t0 )) s"
+  [ "$(grep -c ' hang$' "$PROXY_LOG")" -gt 0 ] && pass timeouts_retried || fail timeouts_retried "no request hung"
+else
+  fail timeouts_retried "$(tail -n 2 "$T/hang.err")"
+fi
+proxy_stop
+
 # 2. wrong keys: one clear error at once, no retries
 proxy_start 0 0 0
 t0=$(date +%s%N)
