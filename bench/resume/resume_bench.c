@@ -1,0 +1,542 @@
+/*
+ * resume_bench - the resume benchmark of issue 5 (bench/resume/run.sh drives it).
+ *
+ *   resume_bench -mode time -storage DIR -build ID -rootfs FILE -kernel-dir DIR -work DIR [-runs 20]
+ *     Interleaved, run i of each: (a) cold boot of the template's image (kernel + initrd + the
+ *     rootfs logical file) in a fresh network slot, (b) plain QEMU restore of a full migration
+ *     stream (RAM inside) made once from a restored sandbox, (c) ours, sandbox_resume. Each is
+ *     timed to envd answering POST /init: (a) and (b) from just before the QEMU spawn (slot,
+ *     disk copy and empty memfile are made before the clock starts), (c) from sandbox_resume's
+ *     entry (so ours also pays for its disk, NBD server and network slot). One warm-up of
+ *     each (not counted) first; ours' warm-up materialises the host's snapshot cache.
+ *   resume_bench -mode mem -storage DIR -build ID [-n 16] [-idle 5s]
+ *     Resumes n sandboxes of the build, lets them idle, then per QEMU: RssAnon (status),
+ *     Private_Dirty (smaps_rollup) and the guest pages written since restore (pagemap of the
+ *     MAP_PRIVATE memfile mapping); each sandbox must answer `echo` through envd; all killed.
+ *
+ * Output: "RESULT key=value ..." lines for run.sh plus readable lines. Exit 0 / 1 on failure.
+ * Every QEMU started here is stopped before exit, also on SIGINT/SIGTERM (the cancel flag makes
+ * waits give up). Threading: single-threaded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "common/flags.h"
+#include "common/hostenv.h"
+#include "envdc/envdc.h"
+#include "network/network.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/snapshot.h"
+#include "storage/metadata.h"
+#include "storage/storage.h"
+#include "vmm/dirty.h"
+#include "vmm/vmm.h"
+
+/* The fresh-boot command line of sandbox_boot (src/sandbox/sandbox.c GUEST_CMDLINE). */
+#define BOOT_CMDLINE                                                                               \
+	"console=ttyS0 loglevel=1 lpj=5000000 no_timer_check panic=1 reboot=t root=/dev/vda rw "   \
+	"init=/usr/bin/orch-init ip=169.254.0.21::169.254.0.22:255.255.255.252:sandbox:eth0:off"
+
+static volatile int interrupted;
+
+static void on_signal(int sig UNUSED)
+{
+	interrupted = 1;
+}
+
+struct bench {
+	struct hostenv he;
+	struct storage *st;
+	const char *build;
+	const char *rootfs;     /* logical rootfs of the build (read-only master) */
+	const char *kernel_dir;
+	const char *work;
+	struct vmm_machine machine;
+	char stream[PATH_MAX];   /* full migration stream for (b) */
+	char b_rootfs[PATH_MAX]; /* the disk as it was when the stream was saved */
+};
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* Sparse copy src -> dst (data extents only). 0/-1 + err. */
+static int copy_sparse(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+	struct stat sb;
+	off_t pos = 0;
+	if (in < 0)
+		return err_set_errno(errno, "open %s", src);
+	if (fstat(in, &sb) < 0 || (out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+	    ftruncate(out, sb.st_size) < 0) {
+		err_set_errno(errno, "copy %s -> %s", src, dst);
+		goto done;
+	}
+	while (pos < sb.st_size) {
+		off_t d = lseek(in, pos, SEEK_DATA), h;
+		if (d < 0)
+			break; /* ENXIO: only a hole is left */
+		h = lseek(in, d, SEEK_HOLE);
+		if (h < 0)
+			h = sb.st_size;
+		for (off_t o = d; o < h;) {
+			loff_t io = o, oo = o;
+			ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)(h - o), 0);
+			if (n <= 0) {
+				err_set_errno(n < 0 ? errno : EIO, "copy_file_range %s", src);
+				goto done;
+			}
+			o += n;
+		}
+		pos = h;
+	}
+	rc = 0;
+done:
+	close(in);
+	if (out >= 0)
+		close(out);
+	return rc;
+}
+
+static int make_empty(const char *path, uint64_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return err_set_errno(errno, "create %s", path);
+	}
+	close(fd);
+	return 0;
+}
+
+static bool vm_alive_cb(void *opaque)
+{
+	return !interrupted && vmm_alive(opaque, NULL);
+}
+
+/* A peer VM (not a sandbox): a network slot, its files in work/<tag>.*, one QEMU. */
+struct peer {
+	struct net_slot *slot;
+	struct vmm *vm;
+	struct envdc envd;
+	char memfile[PATH_MAX], disk[PATH_MAX], serial[PATH_MAX], qlog[PATH_MAX];
+};
+
+static void peer_free(struct peer *p)
+{
+	if (p->vm)
+		vmm_quit(p->vm);
+	p->vm = NULL;
+	if (p->slot)
+		net_slot_release(p->slot);
+	p->slot = NULL;
+	unlink(p->memfile);
+	unlink(p->disk);
+	unlink(p->serial);
+	unlink(p->qlog);
+}
+
+/* Slot + paths + the disk copied from disk_src; memfile empty (RAM size). Not timed. */
+static int peer_prepare(struct bench *b, struct peer *p, const char *tag, const char *disk_src)
+{
+	struct net_config nc;
+	memset(p, 0, sizeof(*p));
+	snprintf(p->memfile, sizeof(p->memfile), "%s/%s.mem", b->work, tag);
+	snprintf(p->disk, sizeof(p->disk), "%s/%s.disk", b->work, tag);
+	snprintf(p->serial, sizeof(p->serial), "%s/%s.serial", b->work, tag);
+	snprintf(p->qlog, sizeof(p->qlog), "%s/%s.qemu.log", b->work, tag);
+	if (copy_sparse(disk_src, p->disk) < 0 || make_empty(p->memfile, b->machine.memory_mib << 20) < 0)
+		return -1;
+	if (net_config_default(&nc) < 0 || net_slot_acquire(&nc, &p->slot) < 0)
+		return err_prefix("network slot");
+	return envdc_init(&p->envd, p->slot->host_ip, ENVD_PORT);
+}
+
+static void peer_config(struct bench *b, struct peer *p, struct vmm_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->machine = b->machine;
+	cfg->memfile = p->memfile;
+	cfg->serial_log = p->serial;
+	cfg->qemu_log = p->qlog;
+	cfg->rootfs = p->disk;
+	cfg->tap = NET_TAP_NAME;
+	cfg->netns_path = p->slot->ns_path;
+}
+
+static int peer_wait_init(struct peer *p, uint64_t timeout_ms)
+{
+	struct envdc_init_req init = { .access_token = "local" };
+	if (envdc_post_init(&p->envd, &init, timeout_ms, 5, vm_alive_cb, p->vm) < 0) {
+		const char *why;
+		if (!vmm_alive(p->vm, &why))
+			return err_set("the VM died: %s (console %s)", why, p->serial);
+		return err_prefix("envd /init");
+	}
+	return 0;
+}
+
+/* (a) cold boot: spawn -> /init answered. *t = ns. */
+static int run_cold(struct bench *b, uint64_t *t)
+{
+	struct peer p;
+	struct vmm_config cfg;
+	char kernel[PATH_MAX + 16], initrd[PATH_MAX + 16];
+	uint64_t t0;
+	int rc = -1;
+	if (peer_prepare(b, &p, "cold", b->rootfs) < 0)
+		goto done;
+	peer_config(b, &p, &cfg);
+	snprintf(kernel, sizeof(kernel), "%s/vmlinux.bin", b->kernel_dir);
+	snprintf(initrd, sizeof(initrd), "%s/initrd.img", b->kernel_dir);
+	cfg.kernel = kernel;
+	cfg.initrd = access(initrd, R_OK) == 0 ? initrd : NULL;
+	cfg.cmdline = BOOT_CMDLINE;
+	t0 = now_ns();
+	if (vmm_boot(&cfg, &p.vm) < 0 || peer_wait_init(&p, 120000) < 0) {
+		err_prefix("cold boot");
+		goto done;
+	}
+	*t = now_ns() - t0;
+	rc = 0;
+done:
+	peer_free(&p);
+	return rc;
+}
+
+/* (b) full-stream restore: spawn -> /init answered. */
+static int run_full(struct bench *b, uint64_t *t)
+{
+	struct peer p;
+	struct vmm_config cfg;
+	uint64_t t0;
+	int rc = -1;
+	if (peer_prepare(b, &p, "full", b->b_rootfs) < 0)
+		goto done;
+	peer_config(b, &p, &cfg);
+	cfg.timeout_ms = 60000;
+	t0 = now_ns();
+	if (vmm_restore(&cfg, b->stream, &p.vm) < 0 || peer_wait_init(&p, 30000) < 0) {
+		err_prefix("full-stream restore");
+		goto done;
+	}
+	*t = now_ns() - t0;
+	rc = 0;
+done:
+	peer_free(&p);
+	return rc;
+}
+
+/* (c) ours. */
+static int run_ours(struct bench *b, uint64_t *t, const struct sandbox_times **detail, struct sandbox_times *keep)
+{
+	struct sandbox_opts o = { .he = &b->he, .st = b->st, .build_id = b->build, .access_token = "local" };
+	struct sandbox *sb;
+	if (sandbox_resume(&o, &sb) < 0)
+		return err_prefix("resume");
+	*keep = *sandbox_times(sb);
+	*detail = keep;
+	*t = keep->ready_ns - keep->start_ns;
+	if (sandbox_kill(sb) < 0)
+		return err_prefix("killing the sandbox");
+	return 0;
+}
+
+/* The (b) stream: restore the build's memfile + snapfile like a sandbox (but on a plain disk
+ * file), wait for envd, save a plain migration stream with all RAM inside. */
+static int make_stream(struct bench *b, uint64_t *bytes)
+{
+	struct snapshot_files sf;
+	struct peer p;
+	struct vmm_config cfg;
+	struct stat sb;
+	int rc = -1;
+	snprintf(b->stream, sizeof(b->stream), "%s/full.stream", b->work);
+	snprintf(b->b_rootfs, sizeof(b->b_rootfs), "%s/full.rootfs", b->work);
+	if (snapshot_cache_get(b->he.snapshot_cache, b->st, b->build, &sf) < 0)
+		return err_prefix("snapshot cache");
+	if (peer_prepare(b, &p, "mkstream", b->rootfs) < 0)
+		goto done;
+	peer_config(b, &p, &cfg);
+	cfg.memfile = sf.memfile;
+	if (vmm_restore(&cfg, sf.snapfile, &p.vm) < 0 || peer_wait_init(&p, 30000) < 0) {
+		err_prefix("restoring the build to make the full stream");
+		goto done;
+	}
+	if (vmm_save_full(p.vm, b->stream) < 0) {
+		err_prefix("full-stream save");
+		goto done;
+	}
+	vmm_quit(p.vm);
+	p.vm = NULL;
+	/* the disk as the saved VM left it goes with the stream */
+	if (rename(p.disk, b->b_rootfs) < 0) {
+		err_set_errno(errno, "rename %s", p.disk);
+		goto done;
+	}
+	if (stat(b->stream, &sb) < 0) {
+		err_set_errno(errno, "stat %s", b->stream);
+		goto done;
+	}
+	*bytes = (uint64_t)sb.st_size;
+	rc = 0;
+done:
+	peer_free(&p);
+	snapshot_files_release(&sf);
+	return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile (p in 0..100) of n sorted values. */
+static uint64_t pct(const uint64_t *s, int n, double p)
+{
+	int k = (int)((p / 100.0) * n + 0.999999) - 1;
+	if (k < 0)
+		k = 0;
+	if (k >= n)
+		k = n - 1;
+	return s[k];
+}
+
+static int mode_time(struct bench *b, int runs)
+{
+	uint64_t *v[3], stream_bytes = 0, t;
+	const char *name[3] = { "cold", "full", "ours" };
+	const struct sandbox_times *d;
+	struct sandbox_times keep;
+	int done = 0;
+	for (int k = 0; k < 3; k++)
+		if (!(v[k] = calloc((size_t)runs, sizeof(uint64_t))))
+			die("out of memory");
+	/* warm-up of ours first: it materialises the snapshot cache that make_stream uses too */
+	if (run_ours(b, &t, &d, &keep) < 0)
+		goto fail;
+	printf("warm-up ours (first resume on this host, fills the snapshot cache): %.1f ms\n", ms(t));
+	if (make_stream(b, &stream_bytes) < 0)
+		goto fail;
+	printf("full migration stream: %.1f MiB (RAM %llu MiB)\n", (double)stream_bytes / (1 << 20),
+	       (unsigned long long)b->machine.memory_mib);
+	printf("RESULT stream_bytes=%llu\n", (unsigned long long)stream_bytes);
+	if (run_full(b, &t) < 0)
+		goto fail;
+	printf("warm-up full-stream restore: %.1f ms\n", ms(t));
+	if (run_cold(b, &t) < 0)
+		goto fail;
+	printf("warm-up cold boot: %.1f ms\n", ms(t));
+	fflush(stdout);
+	for (int i = 0; i < runs && !interrupted; i++) {
+		/* rotate the order so none of the three always follows the same one */
+		for (int j = 0; j < 3; j++) {
+			int k = (i + j) % 3;
+			int rc = k == 0 ? run_cold(b, &t) : k == 1 ? run_full(b, &t) : run_ours(b, &t, &d, &keep);
+			if (rc < 0)
+				goto fail;
+			v[k][i] = t;
+			if (k == 2)
+				printf("run %2d %s %8.1f ms (files %.1f disk %.1f net %.1f vmm %.1f ready %.1f)\n", i + 1,
+				       name[k], ms(t), ms(d->files_ns - d->start_ns), ms(d->disk_ns - d->start_ns),
+				       ms(d->net_ns - d->start_ns), ms(d->vmm_ns - d->start_ns),
+				       ms(d->ready_ns - d->start_ns));
+			else
+				printf("run %2d %s %8.1f ms\n", i + 1, name[k], ms(t));
+			fflush(stdout);
+		}
+		done++;
+	}
+	if (interrupted)
+		return err_set("interrupted");
+	for (int k = 0; k < 3; k++) {
+		qsort(v[k], (size_t)done, sizeof(uint64_t), cmp_u64);
+		printf("RESULT mode=%s runs=%d p50_ms=%.1f p99_ms=%.1f min_ms=%.1f max_ms=%.1f\n", name[k], done,
+		       ms(pct(v[k], done, 50)), ms(pct(v[k], done, 99)), ms(v[k][0]), ms(v[k][done - 1]));
+		free(v[k]);
+	}
+	return 0;
+fail:
+	for (int k = 0; k < 3; k++)
+		free(v[k]);
+	return -1;
+}
+
+/* "Key:   123 kB" from a /proc file, in kB; -1 when absent. */
+static long long proc_kb(const char *path, const char *key)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	long long v = -1;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			v = strtoll(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static void discard(void *opaque UNUSED, enum envdc_stream s UNUSED, const void *data UNUSED, size_t len UNUSED)
+{
+}
+
+static int mode_mem(struct bench *b, int n, uint64_t idle_ns)
+{
+	struct sandbox_opts o = { .he = &b->he, .st = b->st, .build_id = b->build, .access_token = "local" };
+	struct sandbox **sb = calloc((size_t)n, sizeof(*sb));
+	struct snapshot_files sf = { .lock_fd = -1 };
+	uint64_t ram = b->machine.memory_mib << 20, t0;
+	long long sum_anon = 0, sum_pd = 0, sum_dirty = 0;
+	int rc = -1, started = 0, answered = 0;
+	if (!sb)
+		die("out of memory");
+	/* the memfile path every sandbox maps (to find the RAM mapping in each QEMU) */
+	if (snapshot_cache_get(b->he.snapshot_cache, b->st, b->build, &sf) < 0) {
+		err_prefix("snapshot cache");
+		goto done;
+	}
+	t0 = now_ns();
+	for (; started < n && !interrupted; started++)
+		if (sandbox_resume(&o, &sb[started]) < 0) {
+			err_prefix("resume %d of %d", started + 1, n);
+			goto done;
+		}
+	printf("%d sandboxes resumed in %.1f ms (one after another); idling %.1f s\n", n, ms(now_ns() - t0),
+	       (double)idle_ns / 1e9);
+	fflush(stdout);
+	for (uint64_t end = now_ns() + idle_ns; now_ns() < end && !interrupted;)
+		usleep(100000);
+	if (interrupted) {
+		err_set("interrupted");
+		goto done;
+	}
+	printf("%-4s %-8s %12s %14s %14s %12s\n", "#", "qemu pid", "RssAnon MiB", "PrivDirty MiB", "guest dirty MiB",
+	       "% of RAM");
+	for (int i = 0; i < n; i++) {
+		pid_t pid = sandbox_vmm_pid(sb[i]);
+		char p1[64], p2[64];
+		uint64_t start, len, *bits = NULL, np, nd = 0;
+		long long anon, pd;
+		snprintf(p1, sizeof(p1), "/proc/%d/status", (int)pid);
+		snprintf(p2, sizeof(p2), "/proc/%d/smaps_rollup", (int)pid);
+		anon = proc_kb(p1, "RssAnon");
+		pd = proc_kb(p2, "Private_Dirty");
+		if (anon < 0) {
+			err_set("QEMU %d of sandbox %s: no RssAnon", (int)pid, sandbox_id(sb[i]));
+			goto done;
+		}
+		if (dirty_find_mapping(pid, sf.memfile, &start, &len) < 0 || dirty_scan(pid, start, len, &bits, &np, &nd) < 0) {
+			err_prefix("dirty pages of QEMU %d", (int)pid);
+			goto done;
+		}
+		free(bits);
+		sum_anon += anon;
+		sum_pd += pd;
+		sum_dirty += (long long)nd;
+		printf("%-4d %-8d %12.1f %14.1f %14.1f %11.1f%%\n", i + 1, (int)pid, anon / 1024.0, pd / 1024.0,
+		       (double)nd * DIRTY_PAGE / (1 << 20), 100.0 * (double)anon * 1024 / (double)ram);
+	}
+	for (int i = 0; i < n; i++) {
+		int code = -1;
+		if (sandbox_exec(sb[i], "echo hello", discard, NULL, &code, 10000) == 0 && code == 0)
+			answered++;
+	}
+	printf("sandboxes answering `echo hello` through envd: %d of %d\n", answered, n);
+	printf("RESULT mem n=%d ram_mib=%llu avg_rss_anon_kib=%lld avg_private_dirty_kib=%lld avg_guest_dirty_kib=%lld "
+	       "pct_of_ram=%.2f answered=%d\n",
+	       n, (unsigned long long)b->machine.memory_mib, sum_anon / n, sum_pd / n, sum_dirty * 4 / n,
+	       100.0 * (double)sum_anon / n * 1024 / (double)ram, answered);
+	rc = answered == n ? 0 : err_set("%d of %d sandboxes did not answer", n - answered, n);
+done:
+	for (int i = 0; i < started; i++)
+		if (sb[i] && sandbox_kill(sb[i]) < 0 && rc == 0)
+			rc = err_prefix("killing sandbox %d", i + 1);
+	if (sf.lock_fd >= 0)
+		snapshot_files_release(&sf);
+	free(sb);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = "", *storage_dir = "", *build = "", *rootfs = "", *kernel_dir = "", *work = "";
+	int64_t runs = 20, n = 16;
+	uint64_t idle = 5000000000ull;
+	char bid[UUID_STR_LEN + 1];
+	struct json_object *vj;
+	struct build_metadata meta;
+	struct bench b = { 0 };
+	char *loc;
+	int rc;
+	struct flag fl[] = {
+		FLAG_REQ("mode", FLAG_STRING, &mode, "time | mem"),
+		FLAG_REQ("storage", FLAG_STRING, &storage_dir, "Storage directory of the bench template"),
+		FLAG_REQ("build", FLAG_STRING, &build, "Build ID of the bench template"),
+		FLAG_DEF("rootfs", FLAG_STRING, &rootfs, "time: the build's logical rootfs file (inspect-data -logical)"),
+		FLAG_DEF("kernel-dir", FLAG_STRING, &kernel_dir, "time: directory with vmlinux.bin and initrd.img"),
+		FLAG_DEF("work", FLAG_STRING, &work, "time: scratch directory (stream, disks, memfiles)"),
+		FLAG_DEF("runs", FLAG_INT, &runs, "time: runs of each kind"),
+		FLAG_DEF("n", FLAG_INT, &n, "mem: concurrent sandboxes"),
+		FLAG_DEF("idle", FLAG_DURATION, &idle, "mem: idle time before measuring"),
+	};
+	struct flagset fs = { .prog = "resume_bench",
+			      .synopsis = "-mode time|mem -storage DIR -build ID [-rootfs F -kernel-dir D -work D -runs N] [-n N -idle D]",
+			      .about = "Resume benchmark (issue 5): cold boot vs full-stream restore vs ours; idle memory.",
+			      .flags = fl, .nflags = ARRAY_SIZE(fl) };
+	flags_parse(&fs, argc, argv);
+	log_set_prog("resume_bench");
+	if (build_id_canonical(build, bid) < 0)
+		die_err();
+	if (strcmp(mode, "time") == 0 && (!*rootfs || !*kernel_dir || !*work || runs < 1))
+		flags_usage_error(&fs, "-mode time needs -rootfs, -kernel-dir, -work and -runs >= 1");
+	if (strcmp(mode, "mem") == 0 && n < 1)
+		flags_usage_error(&fs, "-n must be >= 1");
+	if (strcmp(mode, "time") != 0 && strcmp(mode, "mem") != 0)
+		flags_usage_error(&fs, "unknown -mode %s", mode);
+	if (geteuid() != 0)
+		die("must run as root (network namespaces, taps)");
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	sandbox_set_cancel_flag(&interrupted);
+	loc = storage_location_resolve(storage_dir);
+	if (!loc || hostenv_setup(loc, false, &b.he) < 0 || !(b.st = storage_open(loc, false)))
+		die_err();
+	if (metadata_load(b.st, bid, &meta) < 0)
+		die_err();
+	if (!json_object_object_get_ex(meta.root, "vmm", &vj) || vmm_machine_from_json(vj, &b.machine) < 0)
+		die("build %s: no usable vmm object in metadata.json", bid);
+	metadata_release(&meta);
+	if (sandbox_reap_dead(&b.he) < 0)
+		log_warn("cleaning leftovers of dead sandboxes: %s", err_msg());
+	b.build = bid;
+	b.rootfs = rootfs;
+	b.kernel_dir = kernel_dir;
+	b.work = work;
+	rc = strcmp(mode, "time") == 0 ? mode_time(&b, (int)runs) : mode_mem(&b, (int)n, idle);
+	if (rc < 0)
+		fprintf(stderr, "resume_bench: error: %s\n", err_msg());
+	if (b.stream[0]) {
+		unlink(b.stream);
+		unlink(b.b_rootfs);
+	}
+	storage_free(b.st);
+	free(loc);
+	return rc < 0 ? 1 : 0;
+}
