@@ -38,6 +38,8 @@ fi
 # may create device nodes, so init has a console even on kernels without that default.
 mknod -m 600 "$st/dev/console" c 5 1 2>/dev/null || true
 find "$st" -exec touch -h -d @0 {} +
-(cd "$st" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) > "$out.tmp"
-mv "$out.tmp" "$out"
+(cd "$st" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) > "$work/initrd.img"
+# same-directory temp + rename: concurrent builders and readers never see a partial image
+cp "$work/initrd.img" "$out.tmp.$$"
+mv -f "$out.tmp.$$" "$out"
 echo "initrd.sh: $out ($(stat -c %s "$out") bytes)" >&2

@@ -16,6 +16,7 @@ BOOTS=${GUEST_BOOTS:-3}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-30}
 INIT=$ROOT/build/guest/orch-init
 ENVD=${GUEST_ENVD:-$ROOT/build/guest/envd}
+CLIENT=$ROOT/build/tests/helpers/envd_client
 [ -x "$INIT" ] || { echo "SKIP guest_boot: $INIT not built (make)"; exit 77; }
 [ -x "$ENVD" ] || { echo "SKIP guest_boot: $ENVD not built (make)"; exit 77; }
 if ! ver=$(bash "$ROOT/scripts/kernel.sh" 2>"$T/kernel.err"); then
@@ -109,6 +110,21 @@ for ((i = 1; i <= BOOTS; i++)); do
   if ! t=$(wait_health "$BOOT_TIMEOUT"); then
     ok=0; fail "boot_$i" "$t; serial: $(tail -c 600 "$VM_LOG" | tr '\r\n' '  ')"
     stop_vm; break
+  fi
+  if [ "$i" = 1 ]; then
+    # a process in the guest through envd: PID 1 is orch-init, output and exit code come back
+    if [ -x "$CLIENT" ]; then
+      out=$("$CLIENT" -port "$VM_PORT" -timeout-ms 20000 start \
+        '{"process":{"cmd":"/bin/sh","args":["-c","cat /proc/1/comm; hostname; echo err >&2; exit 3"]}}' 2>&1)
+      if grep -qxF 'stdout orch-init\n' <<<"$out" && grep -qxF 'stdout boot1\n' <<<"$out" &&
+         grep -qxF 'stderr err\n' <<<"$out" && grep -q '^end 3 ' <<<"$out"; then
+        pass guest_process
+      else
+        fail guest_process "$(tr '\n' '|' <<<"$out")"
+      fi
+    else
+      skip guest_process "$CLIENT not built (make tests)"
+    fi
   fi
   if grep -q 'orch-init: cannot' "$VM_LOG"; then
     ok=0; fail "boot_${i}_clean" "$(grep 'orch-init: cannot' "$VM_LOG" | head -3 | tr '\r\n' '  ')"

@@ -2,7 +2,8 @@
  * early.c - the initramfs stage (initrd.img's /init): load the boot modules, mount the root
  * disk (root=, default /dev/vda, ext4, read-write unless "ro") on /newroot, move /dev, /proc
  * and /sys into it, empty the initramfs (its memory is freed), make /newroot the root and exec
- * the real init (init=, default /usr/bin/orch-init; /sbin/init for images with systemd).
+ * the real init (init=, default /usr/bin/orch-init; /sbin/init for images with systemd; when
+ * the named one is missing, /usr/bin/orch-init, then /sbin/init).
  * The same steps as switch_root(8), without busybox. Kernel arguments that reached us in argv
  * and the environment are passed on unchanged.
  * A failure prints why and powers the VM off (panic=1 would also end it, but with a less clear
@@ -116,20 +117,6 @@ void early_main(char **argv)
 		fatal(msg);
 	}
 
-	candidates[0] = cfg.init;
-	candidates[1] = INIT_REAL_DEFAULT;
-	candidates[2] = "/sbin/init";
-	init[0] = '\0';
-	for (size_t i = 0; i < 3 && !init[0]; i++) {
-		snprintf(msg, sizeof(msg), NEWROOT "%s", candidates[i]);
-		if (access(msg, X_OK) == 0)
-			snprintf(init, sizeof(init), "%s", candidates[i]);
-		else if (i == 0)
-			say("init %s not found in %s: trying the defaults", cfg.init, cfg.root);
-	}
-	if (!init[0])
-		fatal("no init found on the root disk");
-
 	move_api_mount("/dev");
 	move_api_mount("/proc");
 	move_api_mount("/sys");
@@ -146,6 +133,21 @@ void early_main(char **argv)
 		fatal("cannot move the new root onto /");
 	if (chroot(".") < 0 || chdir("/") < 0)
 		fatal("cannot chroot into the new root");
+
+	/* resolved only now: /sbin/init is often an absolute symlink (-> /lib/systemd/systemd)
+	 * that means something only inside the new root */
+	candidates[0] = cfg.init;
+	candidates[1] = INIT_REAL_DEFAULT;
+	candidates[2] = "/sbin/init";
+	init[0] = '\0';
+	for (size_t i = 0; i < 3 && !init[0]; i++) {
+		if (access(candidates[i], X_OK) == 0)
+			snprintf(init, sizeof(init), "%s", candidates[i]);
+		else if (i == 0)
+			say("init %s not found on %s: trying the defaults", cfg.init, cfg.root);
+	}
+	if (!init[0])
+		fatal("no init found on the root disk");
 
 	argv[0] = init;
 	execve(init, argv, environ);

@@ -2,7 +2,8 @@
  * main.c - orch-init's entry point and the real init (PID 1 on the root disk).
  *
  * Role: PID 1 in an initramfs (root is ramfs/tmpfs) runs the early stage (early.c); PID 1
- * elsewhere is the real init; any other process only answers -check-cmdline / -version.
+ * elsewhere is the real init; any other process offers -net (the network part of the real
+ * init, for images whose PID 1 is systemd), -check-cmdline and -version.
  * The real init: API filesystems, boot modules (when started without our initramfs), lo and
  * eth0 from ip=, hostname, the optional start hook (INIT_HOOK_PATH, waited for at most
  * HOOK_TIMEOUT_MS), then envd with its output on the console, restarted with exponential
@@ -293,9 +294,11 @@ static __attribute__((noreturn)) void real_main(void)
 
 static int usage(FILE *f, int rc)
 {
-	fprintf(f, "usage: orch-init [-check-cmdline TEXT | -version]\n"
+	fprintf(f, "usage: orch-init [-net | -check-cmdline TEXT | -version]\n"
 		   "  As PID 1 in an initramfs: mounts root= and switch_roots into init=.\n"
 		   "  As PID 1 on a root disk: the guest init (mounts, network from ip=, envd).\n"
+		   "  -net                 apply ip= and the hostname of /proc/cmdline, then exit\n"
+		   "                       (a oneshot unit in images whose PID 1 is systemd)\n"
 		   "  -check-cmdline TEXT  print how a kernel command line would be read\n");
 	return rc;
 }
@@ -326,6 +329,27 @@ int main(int argc, char **argv)
 		cmdline_parse(argv[2], &cfg);
 		cmdline_print(STDOUT_FILENO, &cfg);
 		return 0;
+	}
+	if (argc == 2 && (!strcmp(argv[1], "-net") || !strcmp(argv[1], "--net"))) {
+		/* for images whose PID 1 is systemd: a oneshot unit applies ip= and the hostname */
+		char cmdline[4096];
+		struct boot_config cfg;
+		int rc = 0;
+
+		if (cmdline_read(cmdline, sizeof(cmdline)) < 0) {
+			say("cannot read /proc/cmdline: %s", strerror(errno));
+			return 1;
+		}
+		cmdline_parse(cmdline, &cfg);
+		if (cfg.ip_error[0])
+			say("%s", cfg.ip_error);
+		if (cfg.ip.hostname[0] && sethostname(cfg.ip.hostname, strlen(cfg.ip.hostname)) < 0) {
+			say("cannot set hostname: %s", strerror(errno));
+			rc = 1;
+		}
+		if (net_setup(&cfg.ip) < 0)
+			rc = 1;
+		return rc;
 	}
 	if (argc == 2 && (!strcmp(argv[1], "-version") || !strcmp(argv[1], "--version"))) {
 		printf("orch-init 1\n");
