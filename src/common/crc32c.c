@@ -3,6 +3,7 @@
  * copy-build's comparisons. Slicing-by-8 tables built once (pthread_once), then lock-free.
  */
 #include <pthread.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -22,9 +23,37 @@ static void table_init(void)
 			table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
 }
 
+#if defined(__x86_64__)
+/* SSE4.2 has a CRC32C instruction: about 4x the table speed (copy-build checksums whole
+ * objects). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint64_t c = ~crc;
+	while (len && ((uintptr_t)p & 7)) {
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+#endif
+
 uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		return crc32c_hw(crc, buf, len);
+#endif
 	pthread_once(&table_once, table_init);
 	crc = ~crc;
 	while (len >= 8) {

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum flag_type {
 	FLAG_BOOL,     /* bool *           */

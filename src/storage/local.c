@@ -228,7 +228,8 @@ static int local_list(struct storage *st, const char *prefix, char ***keys, size
 		storage_list_free(kl.keys, kl.n);
 		return -1;
 	}
-	qsort(kl.keys, kl.n, sizeof(char *), cmp_str);
+	if (kl.n)
+		qsort(kl.keys, kl.n, sizeof(char *), cmp_str);
 	*keys = kl.keys;
 	*n = kl.n;
 	return 0;

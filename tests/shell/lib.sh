@@ -4,8 +4,9 @@
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=$ROOT/build/bin
-FIX=${FIXTURES:-$ROOT/../shared/fixtures}
-[ -d "$FIX" ] || FIX=$ROOT/tests/fixtures
+# the E2B-format fixtures (a copy of ../shared/fixtures kept in the repository)
+FIX=${FIXTURES:-$ROOT/tests/fixtures}
+[ -d "$FIX" ] || FIX=$ROOT/../shared/fixtures
 T=$(mktemp -d /tmp/orch-test.XXXXXX)
 _exit_cmds=()
 on_exit() { _exit_cmds+=("$*"); }

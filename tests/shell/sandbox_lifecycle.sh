@@ -88,6 +88,11 @@ $RS -build "$TBUILD" -from "$TSTORE" -cmd true >/dev/null 2>"$T/reap.err"; rc=$?
 [ "$rc" = 0 ] && pass rerun_after_sigkill || fail rerun_after_sigkill "rc=$rc $(cat "$T/reap.err")"
 no_leaks leftovers_removed
 
-ns_after=$(ip netns list | grep -c '^ns-')
-[ "$ns_after" -le "$ns_before" ] && pass no_namespace_leaked || fail no_namespace_leaked "ns-* before $ns_before after $ns_after"
+# every ns-N left must belong to a live owner (its slot lock held): ours have all exited
+leaked=""
+for ns in $(ip netns list | awk '/^ns-/{print $1}'); do
+  lock=${ORCH_NETWORK_DIR:-/run/orch/network}/slot-${ns#ns-}.lock
+  if [ ! -e "$lock" ] || flock -n "$lock" true; then leaked="$leaked $ns"; fi
+done
+[ -z "$leaked" ] && pass no_namespace_leaked || fail no_namespace_leaked "namespaces without a live owner:$leaked (before: $ns_before)"
 finish
