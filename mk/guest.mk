@@ -33,3 +33,10 @@ install-kernel: kernel
 
 guest-rootfs: $(B)/guest/orch-init
 	@bash scripts/guest-rootfs.sh $(B)/guest/busybox-rootfs $(B)/guest/busybox-rootfs.ext4
+
+# libFuzzer harness of the command line parser: only cmdline.c is needed (a specific rule
+# beats the Makefile's generic one, which links the host library instead)
+$(B)/fuzz/fuzz_guest_cmdline: fuzz/fuzz_guest_cmdline.c src/guest/init/cmdline.c src/guest/init/init.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
+	  fuzz/fuzz_guest_cmdline.c src/guest/init/cmdline.c -o $@
