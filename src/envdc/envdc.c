@@ -135,12 +135,14 @@ int envdc_post_init(struct envdc *c, const struct envdc_init_req *req, uint64_t 
 	CURLcode rc = CURLE_OK;
 	struct body body = { 0 };
 	int attempts = 0;
+	uint64_t last_start = 0;
 	if (!e)
 		return err_set("cannot create HTTP client");
 	snprintf(url, sizeof(url), "%s/init", c->base);
 	for (;;) {
 		struct curl_slist *h = common_headers(c, curl_slist_append(NULL, "Content-Type: application/json"));
 		char *payload = init_body(req);
+		last_start = now_ns();
 		free(body.buf);
 		body = (struct body){ 0 };
 		curl_easy_reset(e);
@@ -149,7 +151,7 @@ int envdc_post_init(struct envdc *c, const struct envdc_init_req *req, uint64_t 
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 1000L);
-		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 200L);
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 50L);
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_cb);
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
 		rc = curl_easy_perform(e);
@@ -181,6 +183,8 @@ int envdc_post_init(struct envdc *c, const struct envdc_init_req *req, uint64_t 
 		}
 		usleep((useconds_t)(retry_ms * 1000));
 	}
+	log_debug("envd at %s answered /init after %d attempt(s), last took %.1f ms", c->base, attempts,
+		  (double)(now_ns() - last_start) / 1e6);
 	curl_easy_cleanup(e);
 	free(body.buf);
 	if (req && req->access_token)
