@@ -49,6 +49,33 @@ else
   fail static_binary "$(ldd "$INIT" 2>&1 | head -3)"
 fi
 
+# orch-init -net in private mount/network/UTS namespaces: a veth named eth0 stands in for the
+# guest's NIC, a bind mount over /proc/cmdline gives the command line. The host is untouched.
+# net_case NAME CMDLINE EXPECTED-LINES...: each expected line must appear in the namespace's
+# "ip -4 -o addr; ip route; hostname" output (whitespace squeezed)
+net_case() {
+  local n=$1 c=$2 out l; shift 2
+  printf '%s\n' "$c" >"$T/cmdline.$n"
+  out=$(unshare -mnu sh -c "mount --bind '$T/cmdline.$n' /proc/cmdline &&
+    ip link add eth0 type veth peer name peer0 && ip link set peer0 up &&
+    '$INIT' -net 2>&1; echo rc=\$?; ip -4 -o addr | awk '{print \$2, \$4}'; ip route; hostname" 2>&1 | tr -s ' ')
+  for l in "$@"; do
+    grep -qxF -- "$l" <<<"$out" || { fail "$n" "no '$l' in: $(tr '\n' '|' <<<"$out")"; return; }
+  done
+  pass "$n"
+}
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v ip >/dev/null &&
+   unshare -mnu true 2>/dev/null; then
+  net_case net_contract 'console=ttyS0 ip=169.254.0.21::169.254.0.22:255.255.255.252:sbx-net:eth0:off' \
+    rc=0 'lo 127.0.0.1/8' 'eth0 169.254.0.21/30' 'default via 169.254.0.22 dev eth0 ' \
+    '169.254.0.20/30 dev eth0 proto kernel scope link src 169.254.0.21 ' sbx-net
+  net_case net_gateway_offlink 'ip=10.0.0.5::192.168.1.1:255.255.255.255:h2:eth0:off' \
+    rc=0 'eth0 10.0.0.5/32' 'default via 192.168.1.1 dev eth0 onlink ' h2
+  net_case net_no_ip 'console=ttyS0' rc=0 'lo 127.0.0.1/8'
+else
+  skip net_setup "needs root, unshare and ip (network namespaces)"
+fi
+
 # initrd layout: /init is orch-init, the modules and their order are under orch-boot
 K=$ROOT/build/kernels/default
 if [ -f "$K/vmlinux.bin" ] && command -v cpio >/dev/null; then
