@@ -83,6 +83,10 @@ struct storage *chunk_cache_new(struct storage *remote, const char *cache_dir);
 uint64_t chunk_cache_fetched(struct storage *cached);
 /* True when st is a chunk cache made by chunk_cache_new. */
 bool chunk_cache_is(struct storage *st);
+/* For an object opened through a chunk cache: make [off, off+len) present (fetching what is
+ * missing, single flight as for reads) and return the cache file's fd, which holds the
+ * object's bytes at the same offsets and stays open until the object is closed. -1 + err. */
+int chunk_cache_object_fd(struct storage_object *o, uint64_t off, uint64_t len);
 
 /* ---- a build's logical file ---- */
 

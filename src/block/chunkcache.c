@@ -160,6 +160,22 @@ static const struct storage_object_ops cc_obj_ops = {
 	.close = cc_obj_close,
 };
 
+int chunk_cache_object_fd(struct storage_object *o, uint64_t off, uint64_t len)
+{
+	struct cc_obj *co;
+	uint64_t end;
+	if (o->ops != &cc_obj_ops)
+		return err_set_errno(EINVAL, "'%s' is not a chunk-cached object", o->key);
+	if (add_overflow_u64(off, len, &end) || end > o->size)
+		return err_set_errno(EINVAL, "range %llu+%llu is past the end of '%s'",
+				     (unsigned long long)off, (unsigned long long)len, o->key);
+	co = o->priv;
+	for (uint64_t i = off / BLOCK_CHUNK_SIZE; len && i <= (end - 1) / BLOCK_CHUNK_SIZE; i++)
+		if (ensure_chunk(co, o, i) < 0)
+			return -1;
+	return co->fd;
+}
+
 static struct storage_object *cc_object_open(struct storage *st, const char *key)
 {
 	struct cc *cc = st->priv;
