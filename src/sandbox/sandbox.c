@@ -162,6 +162,15 @@ static struct sandbox *sandbox_alloc(void)
 	return s;
 }
 
+/* Release a half-built sandbox without losing the error that stopped it. Returns -1. */
+static int kill_keeping_error(struct sandbox *s)
+{
+	char msg[ERR_MSG_MAX];
+	snprintf(msg, sizeof(msg), "%s", err_msg());
+	sandbox_kill(s);
+	return err_set("%s", msg);
+}
+
 static void write_pid(struct sandbox *s)
 {
 	char p[PATH_MAX + 16], buf[32];
@@ -257,13 +266,8 @@ int sandbox_resume(const struct sandbox_opts *o, struct sandbox **out)
 	s->t.ready_ns = now_ns();
 	*out = s;
 	return 0;
-fail: {
-	char msg[ERR_MSG_MAX];
-	snprintf(msg, sizeof(msg), "%s", err_msg());
-	sandbox_kill(s);
-	err_set("%s", msg);
-	return -1;
-}
+fail:
+	return kill_keeping_error(s);
 }
 
 int sandbox_boot(const struct sandbox_boot_opts *o, struct sandbox **out)
@@ -317,13 +321,8 @@ int sandbox_boot(const struct sandbox_boot_opts *o, struct sandbox **out)
 	s->t.ready_ns = now_ns();
 	*out = s;
 	return 0;
-fail: {
-	char msg[ERR_MSG_MAX];
-	snprintf(msg, sizeof(msg), "%s", err_msg());
-	sandbox_kill(s);
-	err_set("%s", msg);
-	return -1;
-}
+fail:
+	return kill_keeping_error(s);
 }
 
 int sandbox_exec(struct sandbox *s, const char *cmd, envdc_output_fn fn, void *opaque, int *exit_code,

@@ -139,6 +139,16 @@ static int start_and_wait(struct ctx *c, struct sandbox *sb)
 	}
 }
 
+static int guest_sync(struct sandbox *sb)
+{
+	int code = 0;
+	if (sandbox_exec(sb, "sync", NULL, NULL, &code, 60000) < 0)
+		return err_prefix("sync in the guest");
+	if (code != 0)
+		return err_set("sync in the guest failed with status %d", code);
+	return 0;
+}
+
 static void fill_meta(const struct template_opts *o, struct build_metadata *m, const char *kernel_version,
 		      const char *from_image)
 {
@@ -202,13 +212,8 @@ static int build_from_image(struct ctx *c, struct template_result *res)
 	      (double)(sandbox_times(sb)->ready_ns - sandbox_times(sb)->start_ns) / 1e9);
 	if (start_and_wait(c, sb) < 0)
 		goto out;
-	{
-		int code = 0;
-		if (sandbox_exec(sb, "sync", NULL, NULL, &code, 60000) < 0 || code != 0) {
-			err_prefix("sync in the guest");
-			goto out;
-		}
-	}
+	if (guest_sync(sb) < 0)
+		goto out;
 	phase(c, "snapshotting");
 	metadata_init(&meta);
 	fill_meta(o, &meta, kver, from_image);
@@ -242,13 +247,8 @@ static int build_from_build(struct ctx *c)
 	phase(c, "resumed in %.1f ms", (double)(sandbox_times(sb)->ready_ns - sandbox_times(sb)->start_ns) / 1e6);
 	if (start_and_wait(c, sb) < 0)
 		goto out;
-	{
-		int code = 0;
-		if (sandbox_exec(sb, "sync", NULL, NULL, &code, 60000) < 0 || code != 0) {
-			err_prefix("sync in the guest");
-			goto out;
-		}
-	}
+	if (guest_sync(sb) < 0)
+		goto out;
 	phase(c, "pausing into a diff build");
 	if (metadata_load(o->st, o->from_build, &meta) < 0)
 		goto out;
