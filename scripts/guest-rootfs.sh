@@ -24,8 +24,19 @@ fi
 [ -x "$busybox" ] || { echo "guest-rootfs.sh: no busybox (install busybox-static)" >&2; exit 1; }
 [ -x "$init" ] || { echo "guest-rootfs.sh: $init missing (run make)" >&2; exit 1; }
 
+# DIR is replaced: refuse a non-empty directory this script did not make
+if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/.orch-guest-rootfs" ]; then
+  echo "guest-rootfs.sh: $dir is not empty and not a rootfs made here; refusing to replace it" >&2
+  exit 1
+fi
 rm -rf "$dir"
 mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+touch "$dir/.orch-guest-rootfs"
+if [ -n "$img" ]; then
+  mkdir -p "$(dirname "$img")"
+  img=$(cd "$(dirname "$img")" && pwd)/$(basename "$img")
+fi
 cd "$dir"
 mkdir -p bin sbin usr/bin usr/sbin etc root home/user tmp proc sys dev run var/log \
   lib/modules etc/orch-init
@@ -72,5 +83,7 @@ chown -R 1000:1000 home/user 2>/dev/null || true
 
 if [ -n "$img" ]; then
   rm -f "$img"
+  rm -f "$dir/.orch-guest-rootfs"   # not part of the image
   mkfs.ext4 -q -F -L rootfs -E root_owner=0:0 -d "$dir" "$img" "$size" >/dev/null
+  touch "$dir/.orch-guest-rootfs"
 fi
