@@ -8,7 +8,10 @@
  *     timed to envd answering POST /init: (a) and (b) from just before the QEMU spawn (slot,
  *     disk copy and empty memfile are made before the clock starts), (c) from sandbox_resume's
  *     entry (so ours also pays for its disk, NBD server and network slot). One warm-up of
- *     each (not counted) first; ours' warm-up materialises the host's snapshot cache.
+ *     each (not counted) first; ours' warm-up materialises the host's snapshot cache. Each run
+ *     also reports the CPU time spent for it (all QEMU threads from /proc/PID/task/ * /schedstat
+ *     plus this process's rusage delta: envd client, NBD server), which load does not inflate.
+ *     -kinds cold,full,ours picks a subset.
  *   resume_bench -mode mem -storage DIR -build ID [-n 16] [-idle 5s]
  *     Resumes n sandboxes of the build, lets them idle, then per QEMU: RssAnon (status),
  *     Private_Dirty (smaps_rollup) and the guest pages written since restore (pagemap of the
@@ -25,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +67,7 @@ struct bench {
 	struct vmm_machine machine;
 	char stream[PATH_MAX];   /* full migration stream for (b) */
 	char b_rootfs[PATH_MAX]; /* the disk as it was when the stream was saved */
+	unsigned kinds;          /* bit 0 cold, 1 full, 2 ours: which kinds the timed runs do */
 };
 
 static double ms(uint64_t ns)
@@ -118,6 +124,41 @@ static int make_empty(const char *path, uint64_t size)
 	}
 	close(fd);
 	return 0;
+}
+
+/* CPU time of every thread of pid so far (sum of /proc/PID/task/<tid>/schedstat run time). */
+static uint64_t proc_cpu_ns(pid_t pid)
+{
+	char path[64], line[128];
+	uint64_t sum = 0;
+	DIR *d;
+	struct dirent *e;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while ((e = readdir(d))) {
+		char p[PATH_MAX];
+		FILE *f;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		if ((f = fopen(p, "re"))) {
+			if (fgets(line, sizeof(line), f))
+				sum += strtoull(line, NULL, 10);
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+/* CPU time of this process (all threads: envd client, NBD server, ...). */
+static uint64_t self_cpu_ns(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
 }
 
 static bool vm_alive_cb(void *opaque)
@@ -188,12 +229,12 @@ static int peer_wait_init(struct peer *p, uint64_t timeout_ms)
 }
 
 /* (a) cold boot: spawn -> /init answered. *t = ns. */
-static int run_cold(struct bench *b, uint64_t *t)
+static int run_cold(struct bench *b, uint64_t *t, uint64_t *running, uint64_t *cpu)
 {
 	struct peer p;
 	struct vmm_config cfg;
 	char kernel[PATH_MAX + 16], initrd[PATH_MAX + 16];
-	uint64_t t0;
+	uint64_t t0, c0;
 	int rc = -1;
 	if (peer_prepare(b, &p, "cold", b->rootfs) < 0)
 		goto done;
@@ -203,12 +244,15 @@ static int run_cold(struct bench *b, uint64_t *t)
 	cfg.kernel = kernel;
 	cfg.initrd = access(initrd, R_OK) == 0 ? initrd : NULL;
 	cfg.cmdline = BOOT_CMDLINE;
+	c0 = self_cpu_ns();
 	t0 = now_ns();
 	if (vmm_boot(&cfg, &p.vm) < 0 || peer_wait_init(&p, 120000) < 0) {
 		err_prefix("cold boot");
 		goto done;
 	}
 	*t = now_ns() - t0;
+	*running = vmm_times(p.vm)->spawn_to_running;
+	*cpu = proc_cpu_ns(vmm_pid(p.vm)) + self_cpu_ns() - c0;
 	rc = 0;
 done:
 	peer_free(&p);
@@ -216,22 +260,25 @@ done:
 }
 
 /* (b) full-stream restore: spawn -> /init answered. */
-static int run_full(struct bench *b, uint64_t *t)
+static int run_full(struct bench *b, uint64_t *t, uint64_t *running, uint64_t *cpu)
 {
 	struct peer p;
 	struct vmm_config cfg;
-	uint64_t t0;
+	uint64_t t0, c0;
 	int rc = -1;
 	if (peer_prepare(b, &p, "full", b->b_rootfs) < 0)
 		goto done;
 	peer_config(b, &p, &cfg);
 	cfg.timeout_ms = 60000;
+	c0 = self_cpu_ns();
 	t0 = now_ns();
 	if (vmm_restore(&cfg, b->stream, &p.vm) < 0 || peer_wait_init(&p, 30000) < 0) {
 		err_prefix("full-stream restore");
 		goto done;
 	}
 	*t = now_ns() - t0;
+	*running = vmm_times(p.vm)->spawn_to_running;
+	*cpu = proc_cpu_ns(vmm_pid(p.vm)) + self_cpu_ns() - c0;
 	rc = 0;
 done:
 	peer_free(&p);
@@ -239,12 +286,15 @@ done:
 }
 
 /* (c) ours. */
-static int run_ours(struct bench *b, uint64_t *t, const struct sandbox_times **detail, struct sandbox_times *keep)
+static int run_ours(struct bench *b, uint64_t *t, uint64_t *cpu, const struct sandbox_times **detail,
+		    struct sandbox_times *keep)
 {
 	struct sandbox_opts o = { .he = &b->he, .st = b->st, .build_id = b->build, .access_token = "local" };
 	struct sandbox *sb;
+	uint64_t c0 = self_cpu_ns();
 	if (sandbox_resume(&o, &sb) < 0)
 		return err_prefix("resume");
+	*cpu = proc_cpu_ns(sandbox_vmm_pid(sb)) + self_cpu_ns() - c0;
 	*keep = *sandbox_times(sb);
 	*detail = keep;
 	*t = keep->ready_ns - keep->start_ns;
@@ -316,62 +366,75 @@ static uint64_t pct(const uint64_t *s, int n, double p)
 
 static int mode_time(struct bench *b, int runs)
 {
-	uint64_t *v[3], stream_bytes = 0, t;
+	uint64_t *v[3], *cpu[3], stream_bytes = 0, t, running = 0, c = 0;
 	const char *name[3] = { "cold", "full", "ours" };
 	const struct sandbox_times *d;
 	struct sandbox_times keep;
-	int done = 0;
+	int done = 0, rc = -1;
 	for (int k = 0; k < 3; k++)
-		if (!(v[k] = calloc((size_t)runs, sizeof(uint64_t))))
+		if (!(v[k] = calloc((size_t)runs, sizeof(uint64_t))) || !(cpu[k] = calloc((size_t)runs, sizeof(uint64_t))))
 			die("out of memory");
 	/* warm-up of ours first: it materialises the snapshot cache that make_stream uses too */
-	if (run_ours(b, &t, &d, &keep) < 0)
-		goto fail;
+	if (run_ours(b, &t, &c, &d, &keep) < 0)
+		goto done;
 	printf("warm-up ours (first resume on this host, fills the snapshot cache): %.1f ms\n", ms(t));
 	if (make_stream(b, &stream_bytes) < 0)
-		goto fail;
+		goto done;
 	printf("full migration stream: %.1f MiB (RAM %llu MiB)\n", (double)stream_bytes / (1 << 20),
 	       (unsigned long long)b->machine.memory_mib);
 	printf("RESULT stream_bytes=%llu\n", (unsigned long long)stream_bytes);
-	if (run_full(b, &t) < 0)
-		goto fail;
+	if ((b->kinds & 2) && run_full(b, &t, &running, &c) < 0)
+		goto done;
 	printf("warm-up full-stream restore: %.1f ms\n", ms(t));
-	if (run_cold(b, &t) < 0)
-		goto fail;
+	if ((b->kinds & 1) && run_cold(b, &t, &running, &c) < 0)
+		goto done;
 	printf("warm-up cold boot: %.1f ms\n", ms(t));
 	fflush(stdout);
 	for (int i = 0; i < runs && !interrupted; i++) {
 		/* rotate the order so none of the three always follows the same one */
 		for (int j = 0; j < 3; j++) {
-			int k = (i + j) % 3;
-			int rc = k == 0 ? run_cold(b, &t) : k == 1 ? run_full(b, &t) : run_ours(b, &t, &d, &keep);
-			if (rc < 0)
-				goto fail;
+			int k = (i + j) % 3, r;
+			if (!(b->kinds & (1u << k)))
+				continue;
+			r = k == 0 ? run_cold(b, &t, &running, &c)
+			  : k == 1 ? run_full(b, &t, &running, &c)
+				   : run_ours(b, &t, &c, &d, &keep);
+			if (r < 0)
+				goto done;
 			v[k][i] = t;
+			cpu[k][i] = c;
 			if (k == 2)
-				printf("run %2d %s %8.1f ms (files %.1f disk %.1f net %.1f vmm %.1f ready %.1f)\n", i + 1,
-				       name[k], ms(t), ms(d->files_ns - d->start_ns), ms(d->disk_ns - d->start_ns),
-				       ms(d->net_ns - d->start_ns), ms(d->vmm_ns - d->start_ns),
-				       ms(d->ready_ns - d->start_ns));
+				printf("run %2d %s %8.1f ms  cpu %7.1f ms  (files %.1f disk %.1f net %.1f vm running %.1f)\n",
+				       i + 1, name[k], ms(t), ms(c), ms(d->files_ns - d->start_ns),
+				       ms(d->disk_ns - d->start_ns), ms(d->net_ns - d->start_ns),
+				       ms(d->vmm_ns - d->start_ns));
 			else
-				printf("run %2d %s %8.1f ms\n", i + 1, name[k], ms(t));
+				printf("run %2d %s %8.1f ms  cpu %7.1f ms  (%s %.1f)\n", i + 1, name[k], ms(t), ms(c),
+				       k == 0 ? "vm started" : "vm running", ms(running));
 			fflush(stdout);
 		}
 		done++;
 	}
-	if (interrupted)
-		return err_set("interrupted");
-	for (int k = 0; k < 3; k++) {
-		qsort(v[k], (size_t)done, sizeof(uint64_t), cmp_u64);
-		printf("RESULT mode=%s runs=%d p50_ms=%.1f p99_ms=%.1f min_ms=%.1f max_ms=%.1f\n", name[k], done,
-		       ms(pct(v[k], done, 50)), ms(pct(v[k], done, 99)), ms(v[k][0]), ms(v[k][done - 1]));
-		free(v[k]);
+	if (interrupted) {
+		err_set("interrupted");
+		goto done;
 	}
-	return 0;
-fail:
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 3; k++) {
+		if (!(b->kinds & (1u << k)))
+			continue;
+		qsort(v[k], (size_t)done, sizeof(uint64_t), cmp_u64);
+		qsort(cpu[k], (size_t)done, sizeof(uint64_t), cmp_u64);
+		printf("RESULT mode=%s runs=%d p50_ms=%.1f p99_ms=%.1f min_ms=%.1f max_ms=%.1f cpu_p50_ms=%.1f\n", name[k],
+		       done, ms(pct(v[k], done, 50)), ms(pct(v[k], done, 99)), ms(v[k][0]), ms(v[k][done - 1]),
+		       ms(pct(cpu[k], done, 50)));
+	}
+	rc = 0;
+done:
+	for (int k = 0; k < 3; k++) {
 		free(v[k]);
-	return -1;
+		free(cpu[k]);
+	}
+	return rc;
 }
 
 /* "Key:   123 kB" from a /proc file, in kB; -1 when absent. */
@@ -475,6 +538,7 @@ done:
 
 int main(int argc, char **argv)
 {
+	const char *kinds = "cold,full,ours";
 	const char *mode = "", *storage_dir = "", *build = "", *rootfs = "", *kernel_dir = "", *work = "";
 	int64_t runs = 20, n = 16;
 	uint64_t idle = 5000000000ull;
@@ -492,11 +556,12 @@ int main(int argc, char **argv)
 		FLAG_DEF("kernel-dir", FLAG_STRING, &kernel_dir, "time: directory with vmlinux.bin and initrd.img"),
 		FLAG_DEF("work", FLAG_STRING, &work, "time: scratch directory (stream, disks, memfiles)"),
 		FLAG_DEF("runs", FLAG_INT, &runs, "time: runs of each kind"),
+		FLAG_DEF("kinds", FLAG_STRING, &kinds, "time: which kinds to time, comma list of cold,full,ours"),
 		FLAG_DEF("n", FLAG_INT, &n, "mem: concurrent sandboxes"),
 		FLAG_DEF("idle", FLAG_DURATION, &idle, "mem: idle time before measuring"),
 	};
 	struct flagset fs = { .prog = "resume_bench",
-			      .synopsis = "-mode time|mem -storage DIR -build ID [-rootfs F -kernel-dir D -work D -runs N] [-n N -idle D]",
+			      .synopsis = "-mode time|mem -storage DIR -build ID [-rootfs F -kernel-dir D -work D -runs N -kinds K] [-n N -idle D]",
 			      .about = "Resume benchmark (issue 5): cold boot vs full-stream restore vs ours; idle memory.",
 			      .flags = fl, .nflags = ARRAY_SIZE(fl) };
 	flags_parse(&fs, argc, argv);
@@ -507,6 +572,20 @@ int main(int argc, char **argv)
 		flags_usage_error(&fs, "-mode time needs -rootfs, -kernel-dir, -work and -runs >= 1");
 	if (strcmp(mode, "mem") == 0 && n < 1)
 		flags_usage_error(&fs, "-n must be >= 1");
+	for (const char *k = kinds; *k;) {
+		size_t l = strcspn(k, ",");
+		if (l == 4 && strncmp(k, "cold", 4) == 0)
+			b.kinds |= 1;
+		else if (l == 4 && strncmp(k, "full", 4) == 0)
+			b.kinds |= 2;
+		else if (l == 4 && strncmp(k, "ours", 4) == 0)
+			b.kinds |= 4;
+		else
+			flags_usage_error(&fs, "-kinds: unknown kind in %s", kinds);
+		k += l + (k[l] == ',');
+	}
+	if (!b.kinds)
+		flags_usage_error(&fs, "-kinds is empty");
 	if (strcmp(mode, "time") != 0 && strcmp(mode, "mem") != 0)
 		flags_usage_error(&fs, "unknown -mode %s", mode);
 	if (geteuid() != 0)
