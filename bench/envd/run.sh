@@ -20,7 +20,19 @@ rss0=$(awk '/VmRSS/ {print $2}' /proc/$EPID/status)
 ka=$("$B" -port "$port" -n 5000)
 nc=$("$B" -port "$port" -n 1000 -new-conn)
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$EPID/status)
-echo "envd idle RSS: ${rss0} kB at start, ${rss1} kB after 6000 requests (target < 4096 kB; reference Go envd ~10 MB)"
+burst=""
+if [ -x build/tests/helpers/envd_client ]; then
+  pids=()
+  for i in $(seq 100); do
+    build/tests/helpers/envd_client -port "$port" start \
+      '{"process":{"cmd":"sh","args":["-c","head -c 100000 /dev/urandom | od -x; sleep 0.3"]}}' >/dev/null &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  sleep 0.3
+  burst=", $(awk '/VmRSS/ {print $2}' /proc/$EPID/status) kB idle again after 100 concurrent process streams"
+fi
+echo "envd idle RSS: ${rss0} kB at start, ${rss1} kB after 6000 requests${burst} (target < 4096 kB; reference Go envd ~10 MB)"
 echo "envd GET /health keep-alive:      $ka"
 echo "envd GET /health new connection:  $nc"
 if command -v busybox >/dev/null && busybox httpd --help >/dev/null 2>&1; then

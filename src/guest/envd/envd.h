@@ -182,5 +182,7 @@ void rest_handle(struct conn *c);
 
 /* ---- server (server.c) ---- */
 int server_run(const char *addr, int port);
+/* Drop the resident pages of the calling thread's stack below its frame (call at thread end). */
+void release_thread_stack(void);
 
 #endif

@@ -245,6 +245,7 @@ static void *reader_thread(void *arg)
 	publish(p, EV_END, NULL, 0);
 	proc_unref(p); /* the table's reference */
 	proc_unref(p); /* the reader's reference */
+	release_thread_stack();
 	return NULL;
 }
 

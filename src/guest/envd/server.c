@@ -11,12 +11,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -421,6 +423,26 @@ static void drain_body(struct conn *c)
 	}
 }
 
+void release_thread_stack(void)
+{
+	/* glibc caches the stacks of exited threads with their pages still resident: drop the
+	 * pages below the current frame (the stack grows down) before the thread ends. */
+	pthread_attr_t a;
+	void *lo;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &a) != 0)
+		return;
+	if (pthread_attr_getstack(&a, &lo, &size) == 0) {
+		char here;
+		uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t start = ((uintptr_t)lo + page - 1) & ~(page - 1);
+		uintptr_t end = ((uintptr_t)&here - 4096) & ~(page - 1);
+		if (end > start)
+			madvise((void *)start, end - start, MADV_DONTNEED);
+	}
+	pthread_attr_destroy(&a);
+}
+
 static void *conn_thread(void *arg)
 {
 	struct conn *c = arg;
@@ -491,8 +513,11 @@ out:
 	free(c->buf);
 	free(c);
 	pthread_mutex_lock(&conns_lock);
-	active_conns--;
+	bool idle = --active_conns == 0;
 	pthread_mutex_unlock(&conns_lock);
+	if (idle)
+		malloc_trim(0); /* give a burst's memory back: idle RSS is what a sandbox pays for */
+	release_thread_stack();
 	return NULL;
 }
 
