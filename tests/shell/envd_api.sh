@@ -19,6 +19,8 @@ r=$(curl -s -o /dev/null -o /dev/null -o /dev/null -w '%{http_code} %{num_connec
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")" = 404 ] && pass unknown_path_404 || fail unknown_path_404
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/files")" = 405 ] && pass wrong_method_405 || fail wrong_method_405
 
+[ "$(cat /proc/$EPID/comm)" = envd ] && pass process_name_envd || fail process_name_envd "$(cat /proc/$EPID/comm)"
+
 # ---- processes
 out=$(C start '{"process":{"cmd":"/bin/sh","args":["-c","echo out; echo err >&2; exit 3"]},"stdin":false}')
 if echo "$out" | grep -qx 'stdout out\\n' && echo "$out" | grep -qx 'stderr err\\n' &&
@@ -29,6 +31,8 @@ else
 fi
 out=$(C start "{\"process\":{\"cmd\":\"sh\",\"args\":[\"-c\",\"echo \$FOO-\$HOME; pwd\"],\"envs\":{\"FOO\":\"bar\"},\"cwd\":\"$T\"}}")
 [ "$(outof "$out")" = "bar-/root\\n$T\\n" ] && pass start_env_and_cwd || fail start_env_and_cwd "$out"
+out=$(C start '{"process":{"cmd":"env"}}')
+echo "$out" | grep -q 'GLIBC_TUNABLES' && fail child_env_clean "$out" || pass child_env_clean
 out=$(C start '{"process":{"cmd":"sh","args":["-c","kill -9 $$"]}}')
 echo "$out" | grep -qx 'end -1 signal: killed' && pass start_killed_by_signal || fail start_killed_by_signal "$out"
 out=$(C start '{"process":{"cmd":"/no/such/binary"}}')

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <string.h>
@@ -35,7 +36,13 @@ static void limit_stack_cache(char **argv)
 			 t && *t ? ":" : "");
 	if (n < 0 || (size_t)n >= sizeof(v) || setenv("GLIBC_TUNABLES", v, 1) < 0)
 		return;
-	execv("/proc/self/exe", argv);
+	/* exec the real path, not /proc/self/exe: the process name (comm) comes from it */
+	char self[PATH_MAX];
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (sl > 0) {
+		self[sl] = '\0';
+		execv(self, argv);
+	}
 	unsetenv("GLIBC_TUNABLES"); /* no /proc: run on as we are */
 	if (t)
 		setenv("GLIBC_TUNABLES", t, 1);
