@@ -2,7 +2,7 @@
  * envd_client - a minimal Connect-protocol client for envd's tests, over a raw socket so the
  * tests can also misbehave (drop a stream mid-way). JSON codec only.
  *
- *   envd_client [-addr A] [-port P] [-user U] [-token T] [-timeout-ms MS] start JSON
+ *   envd_client [-addr A] [-port P] [-user U] [-token T] [-timeout-ms MS] [-keepalive S] start JSON
  *   envd_client ... connect JSON        stream: prints "start PID", "stdout TEXT",
  *                                       "stderr TEXT", "end CODE STATUS", "keepalive",
  *                                       "error CODE MESSAGE" (one line each, text with \n escaped)
@@ -149,13 +149,14 @@ int main(int argc, char **argv)
 {
 	log_set_prog("envd_client");
 	const char *addr = "127.0.0.1", *user = NULL, *token = NULL;
-	int64_t port = 49983, timeout_ms = 0;
+	int64_t port = 49983, timeout_ms = 0, keepalive = 0;
 	struct flag flags[] = {
 		FLAG_DEF("addr", FLAG_STRING, &addr, "envd address"),
 		FLAG_DEF("port", FLAG_INT, &port, "envd port"),
 		FLAG_DEF("user", FLAG_STRING, &user, "HTTP Basic username"),
 		FLAG_DEF("token", FLAG_STRING, &token, "X-Access-Token"),
 		FLAG_DEF("timeout-ms", FLAG_INT, &timeout_ms, "Connect-Timeout-Ms"),
+		FLAG_DEF("keepalive", FLAG_INT, &keepalive, "Keepalive-Ping-Interval (seconds)"),
 	};
 	struct flagset fs = { .prog = "envd_client", .synopsis = "start|connect|start-drop JSON | unary Svc/Method JSON",
 			      .flags = flags, .nflags = ARRAY_SIZE(flags) };
@@ -193,7 +194,7 @@ int main(int argc, char **argv)
 	} else {
 		memcpy(body, json, jl);
 	}
-	char head[2048], auth[600] = "", tok[600] = "", to[64] = "";
+	char head[2048], auth[600] = "", tok[600] = "", to[128] = "";
 	if (user) {
 		char raw[300];
 		snprintf(raw, sizeof(raw), "%s:", user);
@@ -214,8 +215,11 @@ int main(int argc, char **argv)
 	}
 	if (token)
 		snprintf(tok, sizeof(tok), "X-Access-Token: %s\r\n", token);
+	int tl = 0;
 	if (timeout_ms)
-		snprintf(to, sizeof(to), "Connect-Timeout-Ms: %lld\r\n", (long long)timeout_ms);
+		tl = snprintf(to, sizeof(to), "Connect-Timeout-Ms: %lld\r\n", (long long)timeout_ms);
+	if (keepalive)
+		snprintf(to + tl, sizeof(to) - (size_t)tl, "Keepalive-Ping-Interval: %lld\r\n", (long long)keepalive);
 	int hl = snprintf(head, sizeof(head),
 			  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nConnect-Protocol-Version: 1\r\n"
 			  "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n",

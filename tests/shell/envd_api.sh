@@ -48,6 +48,8 @@ n=$(echo "$out" | grep '^stdout ' | sed 's/^stdout //' | tr -d '\n' | wc -c)
 # timeout header kills the process
 out=$(C -timeout-ms 300 start '{"process":{"cmd":"sleep","args":["5"]}}')
 echo "$out" | grep -q '^error deadline_exceeded' && pass start_connect_timeout || fail start_connect_timeout "$out"
+out=$(C -keepalive 1 start '{"process":{"cmd":"sleep","args":["2.3"]}}')
+[ "$(echo "$out" | grep -c '^keepalive$')" -ge 2 ] && echo "$out" | grep -qx 'end 0 exit status 0' && pass stream_keepalive_events || fail stream_keepalive_events "$out"
 # background process: connect, list, input, signal
 C start-drop '{"process":{"cmd":"sh","args":["-c","read x; echo got $x; sleep 0.3; echo late"]},"tag":"bg1","stdin":true}' >"$T/bg.out"
 pid=$(sed -n 's/^start //p' "$T/bg.out")
