@@ -14,7 +14,7 @@
 need qemu-system-x86_64 curl mkfs.ext4 e2fsck ss
 BOOTS=${GUEST_BOOTS:-3}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-60}   # generous: a loaded 2-core host slows TCG 5x; a hang is forever
-INIT=$ROOT/build/guest/orch-init
+INIT=${GUEST_INIT:-$ROOT/build/guest/orch-init}
 ENVD=${GUEST_ENVD:-$ROOT/build/guest/envd}
 CLIENT=$ROOT/build/tests/helpers/envd_client
 [ -x "$INIT" ] || { echo "SKIP guest_boot: $INIT not built (make)"; exit 77; }
@@ -25,7 +25,7 @@ fi
 K=$ROOT/build/kernels/$ver
 bash "$ROOT/scripts/initrd.sh" "$K" "$INIT" 2>"$T/initrd.err" ||
   { fail initrd "$(cat "$T/initrd.err")"; finish; }
-ENVD=$ENVD bash "$ROOT/scripts/guest-rootfs.sh" "$T/rootfs" "$T/rootfs.ext4" 64M 2>"$T/rootfs.err" ||
+ORCH_INIT=$INIT ENVD=$ENVD bash "$ROOT/scripts/guest-rootfs.sh" "$T/rootfs" "$T/rootfs.ext4" 64M 2>"$T/rootfs.err" ||
   { fail rootfs "$(cat "$T/rootfs.err")"; finish; }
 
 VM_PIDS=()
@@ -174,12 +174,13 @@ for m in /proc /sys /dev /dev/pts /dev/shm /tmp /run; do
 done
 [ -L /dev/fd ] && echo "hook: /dev/fd link"
 (
-  # an orphan zombie: the inner sleep exits first, its parent never waits, then exits itself
-  sh -c 'sleep 0.1 & exec sleep 1'
+  # orphans: their parent subshell exits at once, so they become PID 1's children and, once
+  # they exit, zombies until PID 1 reaps them
+  ( sleep 0.2 & sleep 0.3 & )
   while ! pidof envd >/dev/null; do sleep 0.1; done
   first=$(pidof envd)
   sleep 1
-  echo "hook: zombies=$(ps -o stat | grep -c '^Z')"
+  echo "hook: zombies=$(ps -o stat | grep -c "^Z")"
   kill "$first"
   while p=$(pidof envd); [ -z "$p" ] || [ "$p" = "$first" ]; do sleep 0.1; done
   echo "hook: envd restarted"
