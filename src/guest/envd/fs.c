@@ -174,10 +174,11 @@ static int walk(const char *dir, const char *shown, unsigned depth, unsigned max
 	if (n)
 		qsort(names, n, sizeof(*names), name_cmp);
 	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		char real[PATH_MAX], vis[PATH_MAX];
-		if (snprintf(real, sizeof(real), "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >= (int)sizeof(real) ||
-		    snprintf(vis, sizeof(vis), "%s/%s", strcmp(shown, "/") ? shown : "", names[i]) >= (int)sizeof(vis))
+	/* path buffers on the heap: the recursion depth is bounded by PATH_MAX, not the stack */
+	char *real = malloc(PATH_MAX), *vis = malloc(PATH_MAX);
+	for (size_t i = 0; real && vis && i < n; i++) {
+		if (snprintf(real, PATH_MAX, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >= PATH_MAX ||
+		    snprintf(vis, PATH_MAX, "%s/%s", strcmp(shown, "/") ? shown : "", names[i]) >= PATH_MAX)
 			continue;
 		struct json_object *entry = fs_entry_info(real);
 		if (!entry)
@@ -188,6 +189,8 @@ static int walk(const char *dir, const char *shown, unsigned depth, unsigned max
 		if (rc == 0 && depth < max_depth && lstat(real, &st) == 0 && S_ISDIR(st.st_mode))
 			rc = walk(real, vis, depth + 1, max_depth, arr, e);
 	}
+	free(real);
+	free(vis);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
@@ -320,13 +323,15 @@ static int remove_all(const char *path)
 	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		char child[PATH_MAX];
-		if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >= (int)sizeof(child)) {
-			errno = ENAMETOOLONG;
+		char *child;
+		if (asprintf(&child, "%s/%s", path, de->d_name) < 0) {
+			errno = ENOMEM;
 			rc = -1;
 			break;
 		}
-		if (remove_all(child) < 0) {
+		int r = strlen(child) >= PATH_MAX ? (errno = ENAMETOOLONG, -1) : remove_all(child);
+		free(child);
+		if (r < 0) {
 			rc = -1;
 			break;
 		}

@@ -28,7 +28,7 @@
 #define READ_TIMEOUT_MS (60 * 1000)
 #define CONN_BUF_INIT 8192
 #define MAX_CONNS 4096
-#define THREAD_STACK (256 * 1024)
+#define THREAD_STACK (1024 * 1024) /* virtual; deep directory walks recurse */
 
 const char *envd_common_headers = "Access-Control-Allow-Origin: *\r\n"
 				  "Access-Control-Expose-Headers: *\r\n";

@@ -68,11 +68,13 @@ static int add_watch(struct watcher *w, const char *path, bool recursive)
 	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		char child[PATH_MAX];
+		char *child;
 		struct stat st;
-		if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) < (int)sizeof(child) &&
-		    lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
+		if (asprintf(&child, "%s/%s", path, de->d_name) < 0)
+			break;
+		if (strlen(child) < PATH_MAX && lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
 			add_watch(w, child, true);
+		free(child);
 	}
 	closedir(d);
 	return 0;
