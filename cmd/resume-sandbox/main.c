@@ -189,9 +189,11 @@ static int run_cmd(struct ctx *c, const char *cmd, const char *pause_to)
 			return EXIT_ORCH;
 		}
 		fprintf(stderr,
-			"resume-sandbox: paused into build %s in %.1f ms (memfile diff %llu B, rootfs diff %llu B, state %llu B)\n",
+			"resume-sandbox: paused into build %s in %.1f ms (memfile diff %llu B, rootfs diff %llu B, state %llu B; "
+			"a full-stream save would write %llu B)\n",
 			pause_to, ms(ps.pause_ns), (unsigned long long)ps.memfile_diff_bytes,
-			(unsigned long long)ps.rootfs_diff_bytes, (unsigned long long)ps.state_bytes);
+			(unsigned long long)ps.rootfs_diff_bytes, (unsigned long long)ps.state_bytes,
+			(unsigned long long)ps.stream_bytes);
 	}
 	if (sandbox_kill(sb) < 0 && !pause_to) {
 		fprintf(stderr, "resume-sandbox: error: %s\n", err_msg());
