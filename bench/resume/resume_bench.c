@@ -2,9 +2,10 @@
  * resume_bench - the resume benchmark of issue 5 (bench/resume/run.sh drives it).
  *
  *   resume_bench -mode time -storage DIR -build ID -rootfs FILE -kernel-dir DIR -work DIR [-runs 20]
- *     Interleaved, run i of each: (a) cold boot of the template's image (kernel + initrd + the
- *     rootfs logical file) in a fresh network slot, (b) plain QEMU restore of a full migration
- *     stream (RAM inside) made once from a restored sandbox, (c) ours, sandbox_resume. Each is
+ *     (a) cold boot of the template's image (kernel + initrd + the rootfs logical file) in a
+ *     fresh network slot, (b) plain QEMU restore of a full migration stream (RAM inside) made
+ *     once from a restored sandbox, (c) ours, sandbox_resume. (b) and (c) alternate run by
+ *     run (order flipped every round), then the (a) runs follow. Each is
  *     timed to envd answering POST /init: (a) and (b) from just before the QEMU spawn (slot,
  *     disk copy and empty memfile are made before the clock starts), (c) from sandbox_resume's
  *     entry (so ours also pays for its disk, NBD server and network slot). One warm-up of
@@ -30,7 +31,12 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -285,6 +291,169 @@ done:
 	return rc;
 }
 
+/* ---- (b) plain QEMU restore, QEMU started by hand (not through our driver) ----
+ * Anonymous guest RAM (memory-backend-ram with our backend id, so the stream's RAM block
+ * matches), `-incoming defer` + QMP over a unix socket: capabilities as on the source,
+ * `migrate-incoming exec:cat STREAM`, wait for "completed", `cont`. This is how QEMU is
+ * restored without our memfile model: every RAM page comes out of the stream. */
+struct plain {
+	pid_t pid;
+	int qmp;
+	FILE *qf;
+};
+
+static void plain_kill(struct plain *q)
+{
+	if (q->qf)
+		fclose(q->qf);
+	else if (q->qmp >= 0)
+		close(q->qmp);
+	q->qf = NULL;
+	q->qmp = -1;
+	if (q->pid > 0) {
+		kill(q->pid, SIGKILL);
+		waitpid(q->pid, NULL, 0);
+	}
+	q->pid = -1;
+}
+
+static bool plain_alive_cb(void *opaque)
+{
+	struct plain *q = opaque;
+	return !interrupted && q->pid > 0 && waitpid(q->pid, NULL, WNOHANG) == 0;
+}
+
+/* Send one QMP command, read lines until its answer (events are skipped). 0/-1 + err. */
+static int plain_cmd(struct plain *q, const char *cmd, char *reply, size_t cap)
+{
+	char line[8192];
+	if (full_write(q->qmp, cmd, strlen(cmd)) < 0)
+		return err_set_errno(errno, "QMP write");
+	while (fgets(line, sizeof(line), q->qf)) {
+		if (strstr(line, "\"event\""))
+			continue;
+		if (reply)
+			snprintf(reply, cap, "%s", line);
+		if (strstr(line, "\"error\""))
+			return err_set("QMP %.*s: %s", (int)strcspn(cmd, "\n"), cmd, line);
+		return 0;
+	}
+	return err_set("QMP: QEMU closed the connection (%s)", interrupted ? "interrupted" : "exited?");
+}
+
+static int plain_restore(struct bench *b, struct peer *p, struct plain *q)
+{
+	char mem[128], ser[PATH_MAX + 8], qmps[PATH_MAX + 32], drive[PATH_MAX + 64], smp[16], m[32];
+	char sock[PATH_MAX], cmd[PATH_MAX + 128], reply[8192];
+	const char *tap = "tap,id=n0,ifname=" NET_TAP_NAME ",script=no,downscript=no";
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t deadline;
+	snprintf(sock, sizeof(sock), "%s/plain.qmp", b->work);
+	snprintf(mem, sizeof(mem), "memory-backend-ram,id=" VMM_RAM_ID ",size=%lluM",
+		 (unsigned long long)b->machine.memory_mib);
+	snprintf(ser, sizeof(ser), "file:%s", p->serial);
+	snprintf(qmps, sizeof(qmps), "unix:%s,server=on,wait=off", sock);
+	snprintf(drive, sizeof(drive), "id=root,file=%s,format=raw,if=none", p->disk);
+	snprintf(smp, sizeof(smp), "%u", b->machine.vcpu);
+	snprintf(m, sizeof(m), "%lluM", (unsigned long long)b->machine.memory_mib);
+	char *argv[] = { "qemu-system-x86_64", "-M", b->machine.machine, "-accel", b->machine.accel, "-cpu",
+			 b->machine.cpu, "-smp", smp, "-m", m, "-object", mem, "-nodefaults", "-no-user-config",
+			 "-display", "none", "-serial", ser, "-qmp", qmps, "-no-reboot", "-drive", drive,
+			 "-device", "virtio-blk-device,drive=root", "-netdev",
+			 (char *)tap, "-device",
+			 "virtio-net-device,netdev=n0,mac=" VMM_GUEST_MAC, "-incoming", "defer", NULL };
+	q->pid = -1;
+	q->qmp = -1;
+	q->qf = NULL;
+	unlink(sock);
+	q->pid = fork();
+	if (q->pid < 0)
+		return err_set_errno(errno, "fork");
+	if (q->pid == 0) {
+		int ns = open(p->slot->ns_path, O_RDONLY | O_CLOEXEC), log;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
+			_exit(126);
+		if ((log = open(p->qlog, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0) {
+			dup2(log, 1);
+			dup2(log, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	deadline = now_ns() + 10000000000ull;
+	for (;;) {
+		q->qmp = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (q->qmp < 0)
+			return err_set_errno(errno, "socket");
+		if (connect(q->qmp, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		close(q->qmp);
+		q->qmp = -1;
+		if (!plain_alive_cb(q))
+			return err_set("QEMU exited at start (log %s)", p->qlog);
+		if (now_ns() > deadline)
+			return err_set("no QMP socket after 10 s");
+		usleep(1000);
+	}
+	if (!(q->qf = fdopen(dup(q->qmp), "re")) || !fgets(reply, sizeof(reply), q->qf)) /* greeting */
+		return err_set("QMP greeting");
+	snprintf(cmd, sizeof(cmd),
+		 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat %s\"}}\n", b->stream);
+	if (plain_cmd(q, "{\"execute\":\"qmp_capabilities\"}\n", NULL, 0) < 0 ||
+	    plain_cmd(q,
+		      "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":["
+		      "{\"capability\":\"x-ignore-shared\",\"state\":true},{\"capability\":\"events\",\"state\":true}]}}\n",
+		      NULL, 0) < 0 ||
+	    plain_cmd(q, cmd, NULL, 0) < 0)
+		return -1;
+	deadline = now_ns() + 60000000000ull;
+	for (;;) {
+		if (plain_cmd(q, "{\"execute\":\"query-migrate\"}\n", reply, sizeof(reply)) < 0)
+			return -1;
+		if (strstr(reply, "\"completed\""))
+			break;
+		if (strstr(reply, "\"failed\""))
+			return err_set("incoming migration failed (log %s)", p->qlog);
+		if (now_ns() > deadline || interrupted)
+			return err_set("incoming migration not done after 60 s");
+		usleep(1000);
+	}
+	return plain_cmd(q, "{\"execute\":\"cont\"}\n", NULL, 0);
+}
+
+/* (b) plain full-stream restore: spawn -> /init answered. *running = spawn -> cont answered. */
+static int run_plain(struct bench *b, uint64_t *t, uint64_t *running, uint64_t *cpu)
+{
+	struct peer p;
+	struct plain q = { .pid = -1, .qmp = -1 };
+	struct envdc_init_req init = { .access_token = "local" };
+	uint64_t t0, c0;
+	int rc = -1;
+	if (peer_prepare(b, &p, "plain", b->b_rootfs) < 0)
+		goto done;
+	unlink(p.memfile); /* anonymous RAM: no memfile */
+	c0 = self_cpu_ns();
+	t0 = now_ns();
+	if (plain_restore(b, &p, &q) < 0) {
+		err_prefix("plain full-stream restore");
+		goto done;
+	}
+	*running = now_ns() - t0;
+	if (envdc_post_init(&p.envd, &init, 30000, 5, plain_alive_cb, &q) < 0) {
+		err_prefix("plain full-stream restore: envd /init");
+		goto done;
+	}
+	*t = now_ns() - t0;
+	*cpu = proc_cpu_ns(q.pid) + self_cpu_ns() - c0;
+	rc = 0;
+done:
+	plain_kill(&q);
+	peer_free(&p);
+	return rc;
+}
+
 /* (c) ours. */
 static int run_ours(struct bench *b, uint64_t *t, uint64_t *cpu, const struct sandbox_times **detail,
 		    struct sandbox_times *keep)
@@ -364,14 +533,34 @@ static uint64_t pct(const uint64_t *s, int n, double p)
 	return s[k];
 }
 
+#define NKINDS 4
+static int run_kind(struct bench *b, int k, uint64_t *t, uint64_t *running, uint64_t *cpu,
+		    const struct sandbox_times **d, struct sandbox_times *keep)
+{
+	switch (k) {
+	case 0:
+		return run_cold(b, t, running, cpu);
+	case 1:
+		return run_plain(b, t, running, cpu);
+	case 2:
+		return run_ours(b, t, cpu, d, keep);
+	default:
+		return run_full(b, t, running, cpu);
+	}
+}
+
 static int mode_time(struct bench *b, int runs)
 {
-	uint64_t *v[3], *cpu[3], stream_bytes = 0, t, running = 0, c = 0;
-	const char *name[3] = { "cold", "full", "ours" };
+	uint64_t *v[NKINDS], *cpu[NKINDS], stream_bytes = 0, t = 0, running = 0, c = 0;
+	static const char *const name[NKINDS] = { "cold", "full", "ours", "fullfile" };
+	static const char *const what[NKINDS] = { "cold boot", "plain full-stream restore", "ours",
+						  "full-stream restore through our driver" };
+	/* phase 1 rotates over these (ours between the restores), phase 2 = cold boots */
+	static const int restores[3] = { 1, 2, 3 };
 	const struct sandbox_times *d;
 	struct sandbox_times keep;
-	int done = 0, rc = -1;
-	for (int k = 0; k < 3; k++)
+	int rc = -1;
+	for (int k = 0; k < NKINDS; k++)
 		if (!(v[k] = calloc((size_t)runs, sizeof(uint64_t))) || !(cpu[k] = calloc((size_t)runs, sizeof(uint64_t))))
 			die("out of memory");
 	/* warm-up of ours first: it materialises the snapshot cache that make_stream uses too */
@@ -383,54 +572,56 @@ static int mode_time(struct bench *b, int runs)
 	printf("full migration stream: %.1f MiB (RAM %llu MiB)\n", (double)stream_bytes / (1 << 20),
 	       (unsigned long long)b->machine.memory_mib);
 	printf("RESULT stream_bytes=%llu\n", (unsigned long long)stream_bytes);
-	if ((b->kinds & 2) && run_full(b, &t, &running, &c) < 0)
-		goto done;
-	printf("warm-up full-stream restore: %.1f ms\n", ms(t));
-	if ((b->kinds & 1) && run_cold(b, &t, &running, &c) < 0)
-		goto done;
-	printf("warm-up cold boot: %.1f ms\n", ms(t));
+	for (int k = 0; k < NKINDS; k++) {
+		if (k == 2 || !(b->kinds & (1u << k)))
+			continue;
+		if (run_kind(b, k, &t, &running, &c, &d, &keep) < 0)
+			goto done;
+		printf("warm-up %s: %.1f ms\n", what[k], ms(t));
+	}
 	fflush(stdout);
-	for (int i = 0; i < runs && !interrupted; i++) {
-		/* rotate the order so none of the three always follows the same one */
-		for (int j = 0; j < 3; j++) {
-			int k = (i + j) % 3, r;
-			if (!(b->kinds & (1u << k)))
-				continue;
-			r = k == 0 ? run_cold(b, &t, &running, &c)
-			  : k == 1 ? run_full(b, &t, &running, &c)
-				   : run_ours(b, &t, &c, &d, &keep);
-			if (r < 0)
-				goto done;
-			v[k][i] = t;
-			cpu[k][i] = c;
-			if (k == 2)
-				printf("run %2d %s %8.1f ms  cpu %7.1f ms  (files %.1f disk %.1f net %.1f vm running %.1f)\n",
-				       i + 1, name[k], ms(t), ms(c), ms(d->files_ns - d->start_ns),
-				       ms(d->disk_ns - d->start_ns), ms(d->net_ns - d->start_ns),
-				       ms(d->vmm_ns - d->start_ns));
-			else
-				printf("run %2d %s %8.1f ms  cpu %7.1f ms  (%s %.1f)\n", i + 1, name[k], ms(t), ms(c),
-				       k == 0 ? "vm started" : "vm running", ms(running));
-			fflush(stdout);
+	/* Phase 1: the restores and ours, rotating so none always follows the same one. Phase 2:
+	 * the cold boots, apart (a boot's page-cache churn should not be charged to a restore). */
+	for (int phase = 0; phase < 2 && !interrupted; phase++) {
+		for (int i = 0; i < runs && !interrupted; i++) {
+			for (int j = 0; j < 3; j++) {
+				int k = phase == 1 ? 0 : restores[(i + j) % 3];
+				if (phase == 1 && j > 0)
+					break;
+				if (!(b->kinds & (1u << k)))
+					continue;
+				if (run_kind(b, k, &t, &running, &c, &d, &keep) < 0)
+					goto done;
+				v[k][i] = t;
+				cpu[k][i] = c;
+				if (k == 2)
+					printf("run %2d %-8s %8.1f ms  cpu %7.1f ms  (files %.1f disk %.1f net %.1f vm running %.1f)\n",
+					       i + 1, name[k], ms(t), ms(c), ms(d->files_ns - d->start_ns),
+					       ms(d->disk_ns - d->start_ns), ms(d->net_ns - d->start_ns),
+					       ms(d->vmm_ns - d->start_ns));
+				else
+					printf("run %2d %-8s %8.1f ms  cpu %7.1f ms  (%s %.1f)\n", i + 1, name[k], ms(t),
+					       ms(c), k == 0 ? "vm started" : "vm running", ms(running));
+				fflush(stdout);
+			}
 		}
-		done++;
 	}
 	if (interrupted) {
 		err_set("interrupted");
 		goto done;
 	}
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < NKINDS; k++) {
 		if (!(b->kinds & (1u << k)))
 			continue;
-		qsort(v[k], (size_t)done, sizeof(uint64_t), cmp_u64);
-		qsort(cpu[k], (size_t)done, sizeof(uint64_t), cmp_u64);
+		qsort(v[k], (size_t)runs, sizeof(uint64_t), cmp_u64);
+		qsort(cpu[k], (size_t)runs, sizeof(uint64_t), cmp_u64);
 		printf("RESULT mode=%s runs=%d p50_ms=%.1f p99_ms=%.1f min_ms=%.1f max_ms=%.1f cpu_p50_ms=%.1f\n", name[k],
-		       done, ms(pct(v[k], done, 50)), ms(pct(v[k], done, 99)), ms(v[k][0]), ms(v[k][done - 1]),
-		       ms(pct(cpu[k], done, 50)));
+		       runs, ms(pct(v[k], runs, 50)), ms(pct(v[k], runs, 99)), ms(v[k][0]), ms(v[k][runs - 1]),
+		       ms(pct(cpu[k], runs, 50)));
 	}
 	rc = 0;
 done:
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < NKINDS; k++) {
 		free(v[k]);
 		free(cpu[k]);
 	}
@@ -556,7 +747,7 @@ int main(int argc, char **argv)
 		FLAG_DEF("kernel-dir", FLAG_STRING, &kernel_dir, "time: directory with vmlinux.bin and initrd.img"),
 		FLAG_DEF("work", FLAG_STRING, &work, "time: scratch directory (stream, disks, memfiles)"),
 		FLAG_DEF("runs", FLAG_INT, &runs, "time: runs of each kind"),
-		FLAG_DEF("kinds", FLAG_STRING, &kinds, "time: which kinds to time, comma list of cold,full,ours"),
+		FLAG_DEF("kinds", FLAG_STRING, &kinds, "time: which kinds to time, comma list of cold,full,ours,fullfile"),
 		FLAG_DEF("n", FLAG_INT, &n, "mem: concurrent sandboxes"),
 		FLAG_DEF("idle", FLAG_DURATION, &idle, "mem: idle time before measuring"),
 	};
@@ -580,6 +771,8 @@ int main(int argc, char **argv)
 			b.kinds |= 2;
 		else if (l == 4 && strncmp(k, "ours", 4) == 0)
 			b.kinds |= 4;
+		else if (l == 8 && strncmp(k, "fullfile", 8) == 0)
+			b.kinds |= 8;
 		else
 			flags_usage_error(&fs, "-kinds: unknown kind in %s", kinds);
 		k += l + (k[l] == ',');

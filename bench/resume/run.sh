@@ -3,7 +3,9 @@
 #  - template: busybox, 1 vCPU, 512 MiB RAM; its start command fills 128 MiB of /dev/shm with
 #    random bytes and then runs httpd; built once into build/bench-resume/storage (rebuilt
 #    when this script's template recipe changes).
-#  - time, RESUME_RUNS (20) runs each, interleaved (build/bench/resume/resume_bench -mode time):
+#  - time, RESUME_RUNS (20) runs each (build/bench/resume/resume_bench -mode time); (b) and (c)
+#    alternate run by run, the (a) runs follow (a restore right after a cold boot cost (b) 4-5x
+#    more CPU here, so they are not mixed):
 #    (a) cold boot of the same image: kernel + initrd + the build's rootfs logical file, QEMU
 #        microvm/TCG in a network slot, spawn -> envd answers POST /init;
 #    (b) plain QEMU restore of a full migration stream with all RAM inside (saved once from a
@@ -83,7 +85,7 @@ build/bin/inspect-data -build "$BUILD" -kind rootfs -logical -o "$W/rootfs.ext4"
   { echo "resume bench: cannot extract the rootfs"; exit 1; }
 
 # ---- time: (a) cold boot, (b) full-stream restore, (c) ours ----
-echo "-- time to envd answering POST /init, $RUNS runs each, interleaved (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "-- time to envd answering POST /init, $RUNS runs each; (b)/(c) alternating, then (a) (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 run_helper -mode time -storage "$STORE" -build "$BUILD" -rootfs "$W/rootfs.ext4" -kernel-dir "$KDIR" \
   -work "$W" -runs "$RUNS" | tee "$W/time.out"
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "resume bench: timing failed"; exit 1; }
@@ -104,8 +106,8 @@ done
 ls "$W" | grep -qv -e '^rootfs.ext4$' -e '^time.out$' -e '^mem.out$' && left+=" work-files:$(ls "$W" | tr '\n' ' ')"
 
 # ---- summary ----
-field() { sed -n "s/.*RESULT mode=$1 .*$2=\([0-9.]*\).*/\1/p" "$W/time.out"; }
-memf() { sed -n "s/.*RESULT mem .*$1=\([0-9.]*\).*/\1/p" "$W/mem.out"; }
+field() { sed -n "s/.*RESULT mode=$1 .* $2=\([0-9.]*\).*/\1/p" "$W/time.out"; }
+memf() { sed -n "s/.*RESULT mem .* $1=\([0-9.]*\).*/\1/p" "$W/mem.out"; }
 a50=$(field cold p50_ms); a99=$(field cold p99_ms)
 b50=$(field full p50_ms); b99=$(field full p99_ms)
 c50=$(field ours p50_ms); c99=$(field ours p99_ms)
