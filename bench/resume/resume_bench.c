@@ -300,6 +300,7 @@ struct plain {
 	pid_t pid;
 	int qmp;
 	FILE *qf;
+	char sock[PATH_MAX]; /* QMP socket path ("" = none yet) */
 };
 
 static void plain_kill(struct plain *q)
@@ -315,6 +316,9 @@ static void plain_kill(struct plain *q)
 		waitpid(q->pid, NULL, 0);
 	}
 	q->pid = -1;
+	if (q->sock[0])
+		unlink(q->sock);
+	q->sock[0] = '\0';
 }
 
 static bool plain_alive_cb(void *opaque)
@@ -344,11 +348,11 @@ static int plain_cmd(struct plain *q, const char *cmd, char *reply, size_t cap)
 static int plain_restore(struct bench *b, struct peer *p, struct plain *q)
 {
 	char mem[128], ser[PATH_MAX + 8], qmps[PATH_MAX + 32], drive[PATH_MAX + 64], smp[16], m[32];
-	char sock[PATH_MAX], cmd[PATH_MAX + 128], reply[8192];
+	char *sock = q->sock, cmd[PATH_MAX + 128], reply[8192];
 	const char *tap = "tap,id=n0,ifname=" NET_TAP_NAME ",script=no,downscript=no";
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	uint64_t deadline;
-	snprintf(sock, sizeof(sock), "%s/plain.qmp", b->work);
+	snprintf(q->sock, sizeof(q->sock), "%s/plain.qmp", b->work);
 	snprintf(mem, sizeof(mem), "memory-backend-ram,id=" VMM_RAM_ID ",size=%lluM",
 		 (unsigned long long)b->machine.memory_mib);
 	snprintf(ser, sizeof(ser), "file:%s", p->serial);
@@ -362,9 +366,6 @@ static int plain_restore(struct bench *b, struct peer *p, struct plain *q)
 			 "-device", "virtio-blk-device,drive=root", "-netdev",
 			 (char *)tap, "-device",
 			 "virtio-net-device,netdev=n0,mac=" VMM_GUEST_MAC, "-incoming", "defer", NULL };
-	q->pid = -1;
-	q->qmp = -1;
-	q->qf = NULL;
 	unlink(sock);
 	q->pid = fork();
 	if (q->pid < 0)
@@ -427,7 +428,7 @@ static int plain_restore(struct bench *b, struct peer *p, struct plain *q)
 static int run_plain(struct bench *b, uint64_t *t, uint64_t *running, uint64_t *cpu)
 {
 	struct peer p;
-	struct plain q = { .pid = -1, .qmp = -1 };
+	struct plain q = { .pid = -1, .qmp = -1, .sock = "" };
 	struct envdc_init_req init = { .access_token = "local" };
 	uint64_t t0, c0;
 	int rc = -1;

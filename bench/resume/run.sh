@@ -4,12 +4,13 @@
 #    random bytes and then runs httpd; built once into build/bench-resume/storage (rebuilt
 #    when this script's template recipe changes).
 #  - time, RESUME_RUNS (20) runs each (build/bench/resume/resume_bench -mode time); (b) and (c)
-#    alternate run by run, the (a) runs follow (a restore right after a cold boot cost (b) 4-5x
-#    more CPU here, so they are not mixed):
+#    rotate run by run, the (a) runs follow. RESUME_KINDS=cold,full,ours,fullfile adds
+#    "fullfile": the full stream restored through our VMM driver over an empty memfile.
 #    (a) cold boot of the same image: kernel + initrd + the build's rootfs logical file, QEMU
 #        microvm/TCG in a network slot, spawn -> envd answers POST /init;
 #    (b) plain QEMU restore of a full migration stream with all RAM inside (saved once from a
-#        restored sandbox), `-incoming` from that file, spawn -> POST /init answered;
+#        restored sandbox): QEMU started by hand with anonymous RAM, `-incoming defer`,
+#        migrate-incoming exec:cat STREAM, cont; spawn -> POST /init answered;
 #    (c) ours: sandbox_resume, entry -> POST /init answered.
 #  - memory: RESUME_SANDBOXES (16) sandboxes resumed and left idle RESUME_IDLE (5s); per QEMU
 #    RssAnon, Private_Dirty and the guest pages written since restore; average % of guest RAM.
@@ -85,9 +86,9 @@ build/bin/inspect-data -build "$BUILD" -kind rootfs -logical -o "$W/rootfs.ext4"
   { echo "resume bench: cannot extract the rootfs"; exit 1; }
 
 # ---- time: (a) cold boot, (b) full-stream restore, (c) ours ----
-echo "-- time to envd answering POST /init, $RUNS runs each; (b)/(c) alternating, then (a) (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "-- time to envd answering POST /init, $RUNS runs each; restores and ours rotating, then the cold boots (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 run_helper -mode time -storage "$STORE" -build "$BUILD" -rootfs "$W/rootfs.ext4" -kernel-dir "$KDIR" \
-  -work "$W" -runs "$RUNS" | tee "$W/time.out"
+  -work "$W" -runs "$RUNS" -kinds "${RESUME_KINDS:-cold,full,ours}" | tee "$W/time.out"
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "resume bench: timing failed"; exit 1; }
 
 # ---- memory of idle sandboxes ----
@@ -120,7 +121,7 @@ awk -v acpu="$acpu" -v bcpu="$bcpu" -v ccpu="$ccpu" -v a50="$a50" -v a99="$a99" 
     -v pct="$pct" -v anon="$anon" -v gd="$gd" -v n="$NSB" -v ans="$ans" -v strict="${RESUME_STRICT:-0}" 'BEGIN {
   printf "%-42s %9s %9s %12s %13s %9s\n", "spawn -> envd POST /init answered", "p50 ms", "p99 ms", "p50 vs ours", "CPU p50 ms", "vs ours"
   printf "%-42s %9.1f %9.1f %11.1fx %13.1f %8.1fx\n", "(a) cold boot, same image", a50, a99, a50 / c50, acpu, acpu / ccpu
-  printf "%-42s %9.1f %9.1f %11.1fx %13.1f %8.1fx\n", sprintf("(b) full-stream restore (%.0f MiB stream)", sb / 1048576), b50, b99, b50 / c50, bcpu, bcpu / ccpu
+  printf "%-42s %9.1f %9.1f %11.1fx %13.1f %8.1fx\n", sprintf("(b) plain QEMU restore, %.0f MiB stream", sb / 1048576), b50, b99, b50 / c50, bcpu, bcpu / ccpu
   printf "%-42s %9.1f %9.1f %12s %13.1f %9s\n", "(c) ours (sandbox_resume)", c50, c99, "1.0x", ccpu, "1.0x"
   printf "(CPU = QEMU threads + the orchestrator process from spawn to /init answered; wall times depend on host load)\n"
   printf "ratio ours/(a) at p50: %.3f   ours/(b): %.3f\n", c50 / a50, c50 / b50
