@@ -4,21 +4,32 @@
 #   /lib/modules/<ver>/orch-boot/*.ko           the boot modules of that kernel
 #   /lib/modules/<ver>/orch-boot/modules.order  their load order
 #   /dev/console, /proc, /sys, /newroot         what the early stage needs before devtmpfs
-# Usage: initrd.sh [KERNEL_DIR] [ORCH_INIT]   KERNEL_DIR default build/kernels/default (as made by
-# scripts/kernel.sh: modules/*.ko + modules.order); ORCH_INIT default build/guest/orch-init.
-# Rebuilt only when an input is newer than the image. Deterministic: fixed mtimes, sorted names.
+# Usage: initrd.sh [KERNEL_DIR] [ORCH_INIT] [OUT]   KERNEL_DIR default build/kernels/default (as
+# made by scripts/kernel.sh: modules/*.ko + modules.order); ORCH_INIT default
+# build/guest/orch-init; OUT default KERNEL_DIR/initrd.img.
+# Rebuilt only when the inputs' checksums differ from those recorded beside the image
+# (OUT.inputs). Deterministic: fixed mtimes, sorted names.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kdir=${1:-$root/build/kernels/default}
 init=${2:-$root/build/guest/orch-init}
 kdir=$(cd "$kdir" && pwd -P)
 ver=$(basename "$kdir")
-out=$kdir/initrd.img
+out=${3:-$kdir/initrd.img}
 [ -f "$init" ] || { echo "initrd.sh: $init missing (run make)" >&2; exit 1; }
 [ -f "$kdir/vmlinux.bin" ] || { echo "initrd.sh: $kdir/vmlinux.bin missing (run scripts/kernel.sh)" >&2; exit 1; }
 
-if [ -f "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt "$kdir/vmlinux.bin" ] &&
-   { [ ! -f "$kdir/modules.order" ] || [ "$out" -nt "$kdir/modules.order" ]; }; then
+# what goes in: orch-init and the modules (by content, so another orch-init never hides behind
+# an older mtime)
+inputs() {
+  sha256sum "$init" | cut -d' ' -f1
+  if [ -f "$kdir/modules.order" ]; then
+    cat "$kdir/modules.order"
+    while read -r m; do [ -n "$m" ] && sha256sum "$kdir/modules/$m.ko" | cut -d' ' -f1; done < "$kdir/modules.order"
+  fi
+}
+want=$(inputs | sha256sum | cut -d' ' -f1)
+if [ -f "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
 
@@ -42,4 +53,5 @@ find "$st" -exec touch -h -d @0 {} +
 # same-directory temp + rename: concurrent builders and readers never see a partial image
 cp "$work/initrd.img" "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"
+echo "$want" > "$out.inputs.tmp.$$" && mv -f "$out.inputs.tmp.$$" "$out.inputs"
 echo "initrd.sh: $out ($(stat -c %s "$out") bytes)" >&2

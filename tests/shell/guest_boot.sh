@@ -23,7 +23,10 @@ if ! ver=$(bash "$ROOT/scripts/kernel.sh" 2>"$T/kernel.err"); then
   echo "SKIP guest_boot: no guest kernel (scripts/kernel.sh: $(tail -1 "$T/kernel.err"))"; exit 77
 fi
 K=$ROOT/build/kernels/$ver
-bash "$ROOT/scripts/initrd.sh" "$K" "$INIT" 2>"$T/initrd.err" ||
+# another orch-init (GUEST_INIT) gets a private initrd: the shared one stays what make built
+INITRD=$K/initrd.img
+[ -n "${GUEST_INIT:-}" ] && INITRD=$T/initrd.img
+bash "$ROOT/scripts/initrd.sh" "$K" "$INIT" "$INITRD" 2>"$T/initrd.err" ||
   { fail initrd "$(cat "$T/initrd.err")"; finish; }
 ORCH_INIT=$INIT ENVD=$ENVD bash "$ROOT/scripts/guest-rootfs.sh" "$T/rootfs" "$T/rootfs.ext4" 64M 2>"$T/rootfs.err" ||
   { fail rootfs "$(cat "$T/rootfs.err")"; finish; }
@@ -56,7 +59,7 @@ start_vm() {
       -accel tcg -cpu max -smp 1 -m 256 \
       -object memory-backend-file,id=ram0,size=256M,mem-path="$T/$name.mem",share=on \
       -nodefaults -no-user-config -display none -serial file:"$VM_LOG" -no-reboot \
-      -kernel "$K/vmlinux.bin" -initrd "$K/initrd.img" \
+      -kernel "$K/vmlinux.bin" -initrd "$INITRD" \
       -append "$APPEND ip=169.254.0.21::169.254.0.22:255.255.255.252:$host:eth0:off" \
       -drive id=root,file="$img",format=raw,if=none -device virtio-blk-device,drive=root \
       -netdev user,id=n0,net=169.254.0.20/30,host=169.254.0.22,dhcpstart=169.254.0.21,hostfwd=tcp:127.0.0.1:$VM_PORT-:49983 \
