@@ -48,6 +48,20 @@ async function t(name, fn) {
     const r = await h.wait();
     return r.stdout === 'typed\n' || r.stdout;
   });
+  await t('run_close_stdin', async () => {
+    const h = await sbx.commands.run('cat; echo end', { background: true, stdin: true });
+    await sbx.commands.sendStdin(h.pid, 'abc');
+    await sbx.commands.closeStdin(h.pid);
+    const r = await h.wait();
+    return r.stdout === 'abcend\n' || r.stdout;
+  });
+  await t('commands_connect', async () => {
+    const h = await sbx.commands.run('sleep 0.5; echo later', { background: true });
+    const again = await sbx.commands.connect(h.pid);
+    const r = await again.wait();
+    await h.wait().catch(() => {});
+    return r.stdout === 'later\n' || r.stdout;
+  });
   await t('background_list_kill', async () => {
     const h = await sbx.commands.run('sleep 30', { background: true });
     const list = await sbx.commands.list();
