@@ -949,9 +949,8 @@ struct json_object *process_send_input(struct json_object *req, struct rpc_error
 	}
 	pthread_mutex_lock(&p->in_lock);
 	pthread_mutex_lock(&p->lock);
-	int fd = to_pty ? (p->pty_fd >= 0 ? dup(p->pty_fd) : -1) : (p->in_fd >= 0 ? dup(p->in_fd) : -1);
-	if (fd >= 0)
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
+	int src = to_pty ? p->pty_fd : p->in_fd;
+	int fd = src >= 0 ? fcntl(src, F_DUPFD_CLOEXEC, 3) : -1;
 	pthread_mutex_unlock(&p->lock);
 	int rc = 0, err = 0;
 	if (fd < 0) {
