@@ -32,8 +32,9 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
 BENCH_SRCS := $(wildcard bench/*/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-# extra targets appended by mk/*.mk
+# extra targets appended by mk/*.mk; `all` stays the default goal whatever they define first
 ALL_EXTRA :=
+all:
 -include mk/*.mk
 
 .PHONY: all deps check check-slow demo fuzz bench tests asan-tests clean
