@@ -2,17 +2,19 @@
  * resume_bench - the resume benchmark of issue 5 (bench/resume/run.sh drives it).
  *
  *   resume_bench -mode time -storage DIR -build ID -rootfs FILE -kernel-dir DIR -work DIR [-runs 20]
- *     (a) cold boot of the template's image (kernel + initrd + the rootfs logical file) in a
- *     fresh network slot, (b) plain QEMU restore of a full migration stream (RAM inside) made
- *     once from a restored sandbox, (c) ours, sandbox_resume. (b) and (c) alternate run by
- *     run (order flipped every round), then the (a) runs follow. Each is
- *     timed to envd answering POST /init: (a) and (b) from just before the QEMU spawn (slot,
- *     disk copy and empty memfile are made before the clock starts), (c) from sandbox_resume's
+ *     (a) "cold": boot of the template's image (kernel + initrd + the rootfs logical file) in
+ *     a fresh network slot; (b) "full": plain QEMU restore (started by hand, anonymous RAM,
+ *     -incoming defer + exec:cat) of a full migration stream (RAM inside) saved once from a
+ *     VM restored from the build; (c) "ours": sandbox_resume; optional "fullfile": the same
+ *     stream restored through our VMM driver over an empty memfile. The restores and ours
+ *     run in rotating order, round by round; then the (a) runs follow. Each is timed to envd
+ *     answering POST /init: peers from just before the QEMU spawn (slot, disk copy and empty
+ *     memfile are made before the clock starts), (c) from sandbox_resume's
  *     entry (so ours also pays for its disk, NBD server and network slot). One warm-up of
  *     each (not counted) first; ours' warm-up materialises the host's snapshot cache. Each run
  *     also reports the CPU time spent for it (all QEMU threads from /proc/PID/task/ * /schedstat
  *     plus this process's rusage delta: envd client, NBD server), which load does not inflate.
- *     -kinds cold,full,ours picks a subset.
+ *     -kinds cold,full,ours,fullfile picks the kinds (default cold,full,ours).
  *   resume_bench -mode mem -storage DIR -build ID [-n 16] [-idle 5s]
  *     Resumes n sandboxes of the build, lets them idle, then per QEMU: RssAnon (status),
  *     Private_Dirty (smaps_rollup) and the guest pages written since restore (pagemap of the
@@ -265,7 +267,7 @@ done:
 	return rc;
 }
 
-/* (b) full-stream restore: spawn -> /init answered. */
+/* "fullfile": the full stream through our driver (vmm_restore over an empty memfile). */
 static int run_full(struct bench *b, uint64_t *t, uint64_t *running, uint64_t *cpu)
 {
 	struct peer p;
@@ -473,7 +475,7 @@ static int run_ours(struct bench *b, uint64_t *t, uint64_t *cpu, const struct sa
 	return 0;
 }
 
-/* The (b) stream: restore the build's memfile + snapfile like a sandbox (but on a plain disk
+/* The full stream: restore the build's memfile + snapfile like a sandbox (but on a plain disk
  * file), wait for envd, save a plain migration stream with all RAM inside. */
 static int make_stream(struct bench *b, uint64_t *bytes)
 {

@@ -49,19 +49,25 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$HPID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$HPID" 2>/dev/null
   fi
-  for p in $(pgrep -f -- "$W/" ; pgrep -f -- "$STORE/sandbox/"); do kill -KILL "$p" 2>/dev/null; done
+  for p in $(pgrep -f -- "qemu.*$W/" ; pgrep -f -- "qemu.*$STORE/sandbox/"); do kill -KILL "$p" 2>/dev/null; done
   rm -rf "$W"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# run_helper ARGS...: the helper in the background (so the trap can stop it), output to stdout
+# run_helper OUT ARGS...: the helper in the background (a trapped signal interrupts `wait`, so
+# the EXIT trap can stop it; a foreground pipeline would defer the trap), its output shown live
 run_helper() {
-  "$HELPER" "$@" &
+  local out=$1 rc tpid
+  shift
+  "$HELPER" "$@" >"$out" 2>&1 &
   HPID=$!
   ALLPIDS+=("$HPID")
+  tail -n +1 --pid="$HPID" -f "$out" &
+  tpid=$!
   wait "$HPID"
-  local rc=$?
+  rc=$?
+  wait "$tpid"
   HPID=
   return $rc
 }
@@ -87,19 +93,18 @@ build/bin/inspect-data -build "$BUILD" -kind rootfs -logical -o "$W/rootfs.ext4"
 
 # ---- time: (a) cold boot, (b) full-stream restore, (c) ours ----
 echo "-- time to envd answering POST /init, $RUNS runs each; restores and ours rotating, then the cold boots (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-run_helper -mode time -storage "$STORE" -build "$BUILD" -rootfs "$W/rootfs.ext4" -kernel-dir "$KDIR" \
-  -work "$W" -runs "$RUNS" -kinds "${RESUME_KINDS:-cold,full,ours}" | tee "$W/time.out"
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "resume bench: timing failed"; exit 1; }
+run_helper "$W/time.out" -mode time -storage "$STORE" -build "$BUILD" -rootfs "$W/rootfs.ext4" -kernel-dir "$KDIR" \
+  -work "$W" -runs "$RUNS" -kinds "${RESUME_KINDS:-cold,full,ours}" || { echo "resume bench: timing failed"; exit 1; }
 
 # ---- memory of idle sandboxes ----
 echo "-- private memory of $NSB idle sandboxes (idle $IDLE)"
-run_helper -mode mem -storage "$STORE" -build "$BUILD" -n "$NSB" -idle "$IDLE" | tee "$W/mem.out"
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "resume bench: memory run failed"; exit 1; }
+run_helper "$W/mem.out" -mode mem -storage "$STORE" -build "$BUILD" -n "$NSB" -idle "$IDLE" ||
+  { echo "resume bench: memory run failed"; exit 1; }
 
 # ---- leftovers ----
 left=""
 [ -z "$(ls -A "$STORE/sandbox" 2>/dev/null)" ] || left+=" sandbox-dirs:$(ls "$STORE/sandbox" | head -3 | tr '\n' ' ')"
-[ -z "$(pgrep -f -- "$STORE/sandbox/"; pgrep -f -- "$W/")" ] || left+=" qemu-processes"
+[ -z "$(pgrep -f -- "qemu.*$STORE/sandbox/"; pgrep -f -- "qemu.*$W/")" ] || left+=" qemu-processes"
 for f in /run/orch/network/slot-*.lock; do
   [ -e "$f" ] || continue
   for p in "${ALLPIDS[@]}"; do [ "$(cat "$f" 2>/dev/null)" = "$p" ] && left+=" net-slot:$f"; done
