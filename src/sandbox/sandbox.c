@@ -47,6 +47,7 @@ struct sandbox {
 	struct nbd_server *nbd;
 	char rootfs_image[PATH_MAX]; /* fresh boot: the image the VM writes */
 	struct net_slot *slot;
+	struct net_pool *net_pool; /* slot goes back to it (not owned) */
 	struct vmm *vm;
 	struct vmm_machine machine;
 	char memfile[PATH_MAX];
@@ -182,8 +183,12 @@ static void write_pid(struct sandbox *s)
 static int net_up(struct sandbox *s)
 {
 	struct net_config cfg;
-	if (net_config_default(&cfg) < 0 || net_slot_acquire(&cfg, &s->slot) < 0)
+	if (s->net_pool) {
+		if (net_pool_get(s->net_pool, &s->slot) < 0)
+			return err_prefix("sandbox %s: network", s->id);
+	} else if (net_config_default(&cfg) < 0 || net_slot_acquire(&cfg, &s->slot) < 0) {
 		return err_prefix("sandbox %s: network", s->id);
+	}
 	return envdc_init(&s->envd, s->slot->host_ip, ENVD_PORT);
 }
 
@@ -209,6 +214,7 @@ int sandbox_resume(const struct sandbox_opts *o, struct sandbox **out)
 	if (!s)
 		return -1;
 	s->st = o->st;
+	s->net_pool = o->net_pool;
 	snprintf(s->build_id, sizeof(s->build_id), "%s", o->build_id);
 	if (sandbox_dir_claim(s, o->he, o->sandbox_id) < 0)
 		goto fail;
@@ -480,7 +486,7 @@ int sandbox_kill(struct sandbox *s)
 	nbd_server_free(s->nbd);
 	cow_free(s->cow);
 	block_build_close(s->rootfs);
-	if (s->slot && net_slot_release(s->slot) < 0)
+	if (s->slot && (s->net_pool ? net_pool_put(s->net_pool, s->slot) : net_slot_release(s->slot)) < 0)
 		log_warn("sandbox %s: releasing network slot: %s", s->id, err_msg());
 	snapshot_files_release(&s->snap);
 	if (s->have_meta)

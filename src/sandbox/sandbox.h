@@ -32,6 +32,7 @@
 #include "storage/storage.h"
 
 struct sandbox;
+struct net_pool;
 
 struct sandbox_times {
 	uint64_t start_ns;      /* sandbox_resume / sandbox_boot entered */
@@ -50,6 +51,7 @@ struct sandbox_opts {
 	const char *qemu_path;      /* NULL: default */
 	uint64_t init_timeout_ms;   /* 0: 10 s (reference ENVD_TIMEOUT) */
 	const char *sandbox_id;     /* NULL: generated */
+	struct net_pool *net_pool;  /* take the network slot from this pre-filled pool (NULL: create one) */
 };
 
 /* Resume a sandbox from a complete build. On success the guest runs and envd answered /init. */
